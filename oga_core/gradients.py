@@ -1,0 +1,413 @@
+"""Per-sample loss gradients, streamed in batches with bounded memory.
+
+Three ways to the same numbers, from cheapest to most general:
+
+* **Last layer, closed form** (:func:`forward_pass` + :func:`last_layer_norms`). For the head
+  ``z = W h + b`` and cross-entropy, the per-sample gradient is ``g = (p - e_y) [h, 1]^T``, so
+  ``||g||_2 = ||p - e_y||_2 ||[h, 1]||_2`` and ``||g||_1 = 2 (1 - p_y) (||h||_1 + 1)``: one forward
+  pass, no autograd. ``e_y`` is the one-hot of the GIVEN label.
+* **All layers** (:func:`all_layer_norms`): one forward and one backward per batch with hooks that
+  keep each layer's input ``a`` and output gradient ``b``. A layer's per-sample weight gradient is
+  ``sum_t b_t a_t^T`` over positions ``t``; its squared norm is either the "ghost norm"
+  ``sum_{t,s} (a_t.a_s)(b_t.b_s)`` (cheap when there are few positions) or the squared norm of the
+  materialised ``(dout, din)`` matrix (cheap when there are many), chosen per layer. L1 norms need
+  the materialised matrix. Parameters are frozen during the pass, so autograd computes no weight
+  gradients at all: the hooks replace them.
+* **torch.func reference** (:func:`per_sample_gradients_vmap`): ``vmap(grad(loss))`` over every
+  parameter, exact and memory-hungry; the tests check the two paths above against it, and
+  :func:`per_sample_gradients_loop` is the paper's one-sample-at-a-time autograd loop.
+
+Models run in eval mode throughout: with BatchNorm in train mode a sample's gradient depends on
+the rest of its batch, so "the gradient of sample i" is only defined with running statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from oga_core.errors import OgaError
+from oga_core.models import Classifier
+from oga_core.train import to_float
+
+Progress = Callable[[int, int], None]
+SCOPES = ("last", "all")
+# Cap, in floats, on a materialised per-sample gradient block (samples x layer parameters).
+_MATERIALIZE_BUDGET = 1 << 24
+
+
+@dataclass
+class ForwardOutputs:
+    """features: float32 ``(N, D)`` inputs of the head; logits: float32 ``(N, K)``."""
+
+    features: np.ndarray
+    logits: np.ndarray
+
+
+@dataclass
+class GradientStats:
+    """Per-sample gradient summaries of one model on one labelled data set.
+
+    features ``(N, D)`` and logits ``(N, K)`` come from the same pass. l1, l2 ``(N,)`` are the
+    norms of the loss gradient over the scope's parameters (``last``: the head's weight and bias;
+    ``all``: every trainable parameter). layer_l2 ``(N, L)`` holds each layer's own L2 norm for
+    ``all``, with names in layer_names.
+    """
+
+    scope: str
+    features: np.ndarray
+    logits: np.ndarray
+    l1: np.ndarray
+    l2: np.ndarray
+    layer_l2: np.ndarray | None = None
+    layer_names: list[str] = field(default_factory=list)
+
+
+# -- last layer ------------------------------------------------------------------------------
+@torch.no_grad()
+def forward_pass(
+    model: Classifier,
+    pixels: np.ndarray,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+) -> ForwardOutputs:
+    """One inference pass over uint8 ``pixels (N, C, H, W)``: head inputs and logits."""
+    device = torch.device(device)
+    model.eval().to(device)
+    x_all = torch.from_numpy(np.ascontiguousarray(pixels))
+    feats, logits = [], []
+    for lo in range(0, len(x_all), batch_size):
+        h = model.features(to_float(x_all[lo : lo + batch_size], device))
+        feats.append(h.float().cpu())
+        logits.append(model.head(h).float().cpu())
+        if progress:
+            progress(min(lo + batch_size, len(x_all)), len(x_all))
+    return ForwardOutputs(torch.cat(feats).numpy(), torch.cat(logits).numpy())
+
+
+def softmax_residual(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``p - e_y``, float64 ``(N, K)``: the loss gradient w.r.t. the logits."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(len(labels)), labels] -= 1.0
+    return p
+
+
+def last_layer_norms(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form L1 and L2 norms ``(N,)`` of the head's per-sample gradient (weight and bias)."""
+    r = softmax_residual(logits, labels)
+    h = features.astype(np.float64)
+    l1 = np.abs(r).sum(1) * (np.abs(h).sum(1) + 1.0)
+    l2 = np.sqrt((r**2).sum(1) * ((h**2).sum(1) + 1.0))
+    return l1, l2
+
+
+def last_layer_gradients(
+    features: np.ndarray,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    max_dims: int = 4096,
+    projected_dims: int = 1024,
+    seed: int = 0,
+    batch_size: int = 4096,
+) -> np.ndarray:
+    """The head's per-sample gradients flattened, float32 ``(N, K * (D + 1))`` (class-major).
+
+    When ``K * (D + 1) > max_dims`` a Gaussian random projection to ``projected_dims`` is returned
+    instead (Johnson-Lindenstrauss: distances kept within a few percent), computed batch by batch
+    from the factors so that the full ``(N, K * (D + 1))`` matrix never exists.
+    """
+    r = softmax_residual(logits, labels).astype(np.float32)
+    h = np.concatenate([features.astype(np.float32), np.ones((len(features), 1), np.float32)], axis=1)
+    n, k, d = len(r), r.shape[1], h.shape[1]
+    if k * d <= max_dims:
+        return (r[:, :, None] * h[:, None, :]).reshape(n, k * d)
+    gen = torch.Generator().manual_seed(seed)
+    proj = torch.randn(k, d, projected_dims, generator=gen) / np.sqrt(projected_dims)
+    proj_flat = proj.permute(1, 0, 2).reshape(d, k * projected_dims)
+    out = np.empty((n, projected_dims), np.float32)
+    for lo in range(0, n, batch_size):
+        hb = torch.from_numpy(h[lo : lo + batch_size])
+        rb = torch.from_numpy(r[lo : lo + batch_size])
+        # g.R = sum_c r_c (h^T R_c): one (B, D) x (D, K*k) product instead of forming g
+        hr = (hb @ proj_flat).reshape(len(hb), k, projected_dims)
+        out[lo : lo + batch_size] = torch.einsum("bc,bck->bk", rb, hr).numpy()
+    return out
+
+
+# -- all layers ------------------------------------------------------------------------------
+_SUPPORTED = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _param_layers(model: nn.Module) -> list[tuple[str, nn.Module, bool, bool]]:
+    """The modules that own trainable parameters; OgaError for a kind the hooks cannot handle."""
+    layers = []
+    for name, module in model.named_modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if not own:
+            continue
+        if not isinstance(module, _SUPPORTED):
+            raise OgaError(
+                f"all-layer gradients support Linear, Conv2d and BatchNorm layers; "
+                f"'{name}' is a {type(module).__name__} (use scope 'last')"
+            )
+        if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
+            raise OgaError(f"all-layer gradients need zero padding; '{name}' pads with {module.padding_mode}")
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and not module.track_running_stats:
+            raise OgaError(f"'{name}' has no running statistics, so per-sample gradients are not defined")
+        trainable = {id(p) for p in own}
+        layers.append((name, module, id(module.weight) in trainable, id(getattr(module, "bias", None)) in trainable))
+    return layers
+
+
+def _conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
+    if isinstance(conv.padding, str):
+        if conv.padding == "valid":
+            return (0, 0)
+        pads = []
+        for k, d in zip(conv.kernel_size, conv.dilation):
+            if (d * (k - 1)) % 2:
+                raise OgaError("all-layer gradients do not support padding='same' with an even kernel")
+            pads.append(d * (k - 1) // 2)
+        return (pads[0], pads[1])
+    return conv.padding  # type: ignore[return-value]
+
+
+def _sq_and_abs(g: torch.Tensor, want_l1: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-sample squared L2 and L1 of a materialised ``(B, ...)`` gradient block."""
+    flat = g.flatten(1)
+    return flat.pow(2).sum(1), (flat.abs().sum(1) if want_l1 else None)
+
+
+def _weight_grad_norms(a: torch.Tensor, b: torch.Tensor, want_l1: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Norms of ``sum_t b_t a_t^T`` per sample, for ``a (B, T, din)`` and ``b (B, T, dout)``."""
+    bsz, t, din = a.shape
+    dout = b.shape[2]
+    if t == 1:  # an outer product: both norms factorise exactly
+        a1, b1 = a[:, 0], b[:, 0]
+        sq = a1.pow(2).sum(1) * b1.pow(2).sum(1)
+        return sq, (a1.abs().sum(1) * b1.abs().sum(1) if want_l1 else None)
+    if not want_l1 and t * t <= din * dout:
+        # ghost norm: <G, G> = sum_{t,s} (a_t . a_s)(b_t . b_s), no (dout, din) matrix formed
+        return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(b, b.transpose(1, 2))).sum((1, 2)), None
+    chunk = max(1, _MATERIALIZE_BUDGET // (din * dout))
+    sq_parts, l1_parts = [], []
+    for lo in range(0, bsz, chunk):
+        g = torch.bmm(b[lo : lo + chunk].transpose(1, 2), a[lo : lo + chunk])  # (b, dout, din)
+        sq, l1 = _sq_and_abs(g, want_l1)
+        sq_parts.append(sq)
+        if l1 is not None:
+            l1_parts.append(l1)
+    return torch.cat(sq_parts), (torch.cat(l1_parts) if want_l1 else None)
+
+
+def _layer_norms(
+    module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weight: bool, bias: bool, want_l1: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared L2 and L1 ``(B,)`` of one layer's per-sample gradient over its trainable
+    parameters (``weight`` and/or ``bias``): ``x`` is the layer's input, ``gout`` its output's gradient."""
+    bsz = x.shape[0]
+    zero = torch.zeros(bsz, dtype=gout.dtype, device=gout.device)
+    sq, l1 = zero.clone(), zero.clone()
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        xhat = (x - module.running_mean.view(shape)) / torch.sqrt(module.running_var.view(shape) + module.eps)
+        dims = tuple(range(2, x.dim()))
+        parts = []
+        if weight:
+            parts.append((gout * xhat).sum(dims) if dims else gout * xhat)
+        if bias:
+            parts.append(gout.sum(dims) if dims else gout)
+        for part in parts:
+            sq += part.pow(2).sum(1)
+            l1 += part.abs().sum(1)
+        return sq, l1
+    if isinstance(module, nn.Linear):
+        a = x.reshape(bsz, -1, x.shape[-1])
+        b = gout.reshape(bsz, -1, gout.shape[-1])
+        groups = 1
+    else:  # Conv2d: unfold the input into (B, T, Cin*kh*kw) patches
+        conv: nn.Conv2d = module  # type: ignore[assignment]
+        cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=_conv_padding(conv), stride=conv.stride)
+        a = cols.transpose(1, 2)
+        b = gout.flatten(2).transpose(1, 2)
+        groups = conv.groups
+    if weight:
+        if groups == 1:
+            s, l = _weight_grad_norms(a, b, want_l1)
+            sq += s
+            if l is not None:
+                l1 += l
+        else:  # grouped conv: each group is its own small weight matrix
+            t = a.shape[1]
+            a_g = a.reshape(bsz, t, groups, -1).transpose(1, 2).reshape(bsz * groups, t, -1)
+            b_g = b.reshape(bsz, t, groups, -1).transpose(1, 2).reshape(bsz * groups, t, -1)
+            s, l = _weight_grad_norms(a_g, b_g, want_l1)
+            sq += s.view(bsz, groups).sum(1)
+            if l is not None:
+                l1 += l.view(bsz, groups).sum(1)
+    if bias:
+        gb = b.sum(1)
+        sq += gb.pow(2).sum(1)
+        l1 += gb.abs().sum(1)
+    return sq, l1
+
+
+def all_layer_norms(
+    model: Classifier,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    *,
+    want_l1: bool = True,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+) -> GradientStats:
+    """Per-sample gradient norms over every trainable parameter, one backward per batch.
+
+    Memory is that of one training step at ``batch_size`` plus, per layer, at most
+    ``_MATERIALIZE_BUDGET`` floats. With ``want_l1=False`` every layer uses whichever of the ghost
+    norm or the materialised gradient is cheaper; L1 norms need the materialised gradient.
+    """
+    device = torch.device(device)
+    model.eval().to(device)
+    layers = _param_layers(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    captured: dict[str, list] = {}
+
+    def make_hook(name: str):
+        def hook(module, inputs, output):
+            if name in captured:
+                raise OgaError(f"layer '{name}' runs twice in one forward pass; use scope 'last'")
+            record = [inputs[0].detach(), None]
+            captured[name] = record
+
+            def grad_hook(g):
+                record[1] = g.detach()
+
+            output.register_hook(grad_hook)
+
+        return hook
+
+    handles = [module.register_forward_hook(make_hook(name)) for name, module, _, _ in layers]
+    x_all = torch.from_numpy(np.ascontiguousarray(pixels))
+    y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    feats, logits_out, l1_out, layer_sq_out = [], [], [], []
+    try:
+        for p in trainable:  # the hooks produce the per-sample gradients; autograd need not
+            p.requires_grad_(False)
+        for lo in range(0, len(x_all), batch_size):
+            captured.clear()
+            x = to_float(x_all[lo : lo + batch_size], device).requires_grad_(True)
+            y = y_all[lo : lo + batch_size].to(device)
+            with torch.enable_grad():
+                h = model.features(x)
+                logits = model.head(h)
+                F.cross_entropy(logits, y, reduction="sum").backward()
+            layer_sq, total_l1 = [], torch.zeros(len(y), device=device)
+            for name, module, weight, bias in layers:
+                a, g = captured[name]
+                sq, l1 = _layer_norms(module, a, g, weight=weight, bias=bias, want_l1=want_l1)
+                layer_sq.append(sq)
+                total_l1 += l1
+            feats.append(h.detach().float().cpu())
+            logits_out.append(logits.detach().float().cpu())
+            layer_sq_out.append(torch.stack(layer_sq, 1).double().cpu())
+            l1_out.append(total_l1.double().cpu())
+            if progress:
+                progress(min(lo + batch_size, len(x_all)), len(x_all))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p in trainable:
+            p.requires_grad_(True)
+        captured.clear()
+    layer_sq_all = torch.cat(layer_sq_out).numpy()
+    return GradientStats(
+        scope="all",
+        features=torch.cat(feats).numpy(),
+        logits=torch.cat(logits_out).numpy(),
+        l1=torch.cat(l1_out).numpy() if want_l1 else np.full(len(x_all), np.nan),
+        l2=np.sqrt(layer_sq_all.sum(1)),
+        layer_l2=np.sqrt(layer_sq_all),
+        layer_names=[name for name, *_ in layers],
+    )
+
+
+def gradient_stats(
+    model: Classifier,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    *,
+    scope: str = "last",
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+) -> GradientStats:
+    """Per-sample gradient norms of ``model`` for the given ``scope`` ('last' or 'all')."""
+    if scope == "last":
+        out = forward_pass(model, pixels, batch_size=batch_size, device=device, progress=progress)
+        l1, l2 = last_layer_norms(out.features, out.logits, labels)
+        return GradientStats(scope="last", features=out.features, logits=out.logits, l1=l1, l2=l2)
+    if scope == "all":
+        return all_layer_norms(
+            model, pixels, labels, batch_size=max(1, batch_size // 2), device=device, progress=progress
+        )
+    raise OgaError(f"unknown scope '{scope}': use {' or '.join(SCOPES)}")
+
+
+# -- references ------------------------------------------------------------------------------
+def per_sample_gradients_vmap(
+    model: Classifier, x: torch.Tensor, y: torch.Tensor, *, only_head: bool = False
+) -> dict[str, torch.Tensor]:
+    """Exact per-sample gradients ``{param name: (B, *shape)}`` by ``torch.func.vmap(grad)``.
+
+    ``x``: float ``(B, C, H, W)`` in [0, 1]. Memory is B times the parameter count: a reference
+    for tests and benchmarks, not a path for whole data sets.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    model.eval()
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    if only_head:
+        params = {k: v for k, v in params.items() if k.startswith("head.")}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+    rest = {k: v.detach() for k, v in model.named_parameters() if k not in params}
+
+    def loss_of(p, xi, yi):
+        logits = functional_call(model, {**rest, **buffers, **p}, (xi.unsqueeze(0),))
+        return F.cross_entropy(logits, yi.unsqueeze(0))
+
+    return vmap(grad(loss_of), in_dims=(None, 0, 0))(params, x, y)
+
+
+def per_sample_gradients_loop(
+    model: Classifier, x: torch.Tensor, y: torch.Tensor, *, only_head: bool = False
+) -> dict[str, torch.Tensor]:
+    """The same as :func:`per_sample_gradients_vmap` by one ``autograd.grad`` call per sample,
+    as the paper's code does; the slow baseline of the benchmarks."""
+    model.eval()
+    named = [(k, v) for k, v in model.named_parameters() if v.requires_grad and (not only_head or k.startswith("head."))]
+    out: dict[str, list[torch.Tensor]] = {k: [] for k, _ in named}
+    for i in range(len(x)):
+        loss = F.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        grads = torch.autograd.grad(loss, [v for _, v in named])
+        for (k, _), g in zip(named, grads):
+            out[k].append(g)
+    return {k: torch.stack(v) for k, v in out.items()}
+
+
+def norms_of(grads: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """L1 and L2 ``(B,)`` over all tensors of a per-sample gradient dict."""
+    flat = torch.cat([g.flatten(1) for g in grads.values()], 1)
+    return flat.abs().sum(1), flat.pow(2).sum(1).sqrt()

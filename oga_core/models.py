@@ -1,0 +1,202 @@
+"""Model registry and safe checkpoint loading.
+
+Every model is a :class:`Classifier`: input normalisation -> ``body`` (features ``h``, shape
+``(B, D)``) -> ``head`` (one ``nn.Linear(D, K)``). OGA's last-layer scores need exactly that split,
+so it is part of the type rather than discovered by walking modules.
+
+Checkpoints load with ``torch.load(..., weights_only=True)``: a file can hold tensors, never code.
+Both oga's own checkpoints and plain torchvision state dicts (``conv1.*``, ``fc.*``) are accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from oga_core.errors import ModelError
+
+
+class Classifier(nn.Module):
+    """``x`` float ``(B, C, H, W)`` in [0, 1] -> logits ``(B, K)``; ``features`` gives ``(B, D)``."""
+
+    def __init__(self, body: nn.Module, feature_dim: int, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        # Stored in the state dict so a checkpoint carries the normalisation it was trained with.
+        self.register_buffer("input_mean", torch.full((1, in_channels, 1, 1), 0.5))
+        self.register_buffer("input_std", torch.full((1, in_channels, 1, 1), 0.25))
+        self.body = body
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-channel mean and std ``(C,)`` of the training images in [0, 1]."""
+        self.input_mean.copy_(mean.reshape(self.input_mean.shape))
+        self.input_std.copy_(std.clamp_min(1e-3).reshape(self.input_std.shape))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body((x - self.input_mean) / self.input_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class SmallCNN(nn.Module):
+    """Three 3x3 conv layers and global pooling: trains on the demos in seconds on a CPU.
+
+    Pools once early when the image is 16 px or larger, so 28 px MNIST costs about as much as
+    8 px digits per layer. Output: ``(B, 128)`` features.
+    """
+
+    feature_dim = 128
+
+    def __init__(self, in_channels: int, image_size: int) -> None:
+        super().__init__()
+        early_pool: nn.Module = nn.MaxPool2d(2) if image_size >= 16 else nn.Identity()
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            early_pool,
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def _small_cnn(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    return SmallCNN(in_channels, image_size), SmallCNN.feature_dim
+
+
+def _torchvision_resnet(arch: str, *, small_inputs: bool) -> Callable[[int, int], tuple[nn.Module, int]]:
+    def build(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+        import torchvision.models as tvm
+
+        net = getattr(tvm, arch)(weights=None)
+        feature_dim = net.fc.in_features
+        if small_inputs:
+            # The CIFAR adaptation (He et al. 2016, sec. 4.2): a 3x3 stride-1 stem and no max-pool,
+            # so a 32 px image is not shrunk to 8 px before the first residual stage.
+            net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        elif in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        net.fc = nn.Identity()
+        return net, feature_dim
+
+    return build
+
+
+MODELS: dict[str, Callable[[int, int], tuple[nn.Module, int]]] = {
+    "small_cnn": _small_cnn,
+    "resnet18": _torchvision_resnet("resnet18", small_inputs=True),
+    "resnet34": _torchvision_resnet("resnet34", small_inputs=True),
+    "resnet50": _torchvision_resnet("resnet50", small_inputs=True),
+    "resnet18_imagenet": _torchvision_resnet("resnet18", small_inputs=False),
+    "resnet50_imagenet": _torchvision_resnet("resnet50", small_inputs=False),
+}
+MODEL_HELP = {
+    "small_cnn": "3 conv layers, ~0.1 M parameters; seconds per epoch on the demos (CPU)",
+    "resnet18": "torchvision ResNet-18 with a 3x3 stem for small (32 px) images",
+    "resnet34": "torchvision ResNet-34 with a 3x3 stem for small images (the paper's CIFAR model)",
+    "resnet50": "torchvision ResNet-50 with a 3x3 stem for small images",
+    "resnet18_imagenet": "torchvision ResNet-18 as published (7x7 stem); loads torchvision checkpoints",
+    "resnet50_imagenet": "torchvision ResNet-50 as published (7x7 stem); loads torchvision checkpoints",
+}
+
+
+def build_model(name: str, *, num_classes: int, in_channels: int, image_size: int, seed: int = 0) -> Classifier:
+    """A freshly initialised Classifier; the seed fixes the initial weights."""
+    if name not in MODELS:
+        raise ModelError(f"unknown model '{name}': choose one of {', '.join(MODELS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        body, feature_dim = MODELS[name](in_channels, image_size)
+        model = Classifier(body, feature_dim, num_classes, in_channels)
+    _disable_inplace(model)
+    return model
+
+
+def _disable_inplace(model: nn.Module) -> None:
+    # In-place activations overwrite a layer's output, which the per-sample gradient hooks read.
+    for module in model.modules():
+        if hasattr(module, "inplace"):
+            module.inplace = False
+
+
+def file_digest(path: Path) -> str:
+    """Content hash of a file (for cache keys): same bytes, same key."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, unwrapped from the usual containers; ModelError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(
+            f"checkpoint {path} holds Python objects beyond tensors, which oga will not execute; "
+            f"save model.state_dict() instead ({str(exc).splitlines()[0]})"
+        ) from None
+    except Exception as exc:
+        raise ModelError(f"checkpoint {path} is not a PyTorch file ({type(exc).__name__}: {exc})") from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise ModelError(f"checkpoint {path} is not a state dict (a mapping of parameter names to tensors)")
+    # DataParallel / DistributedDataParallel prefix every key with "module."
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _to_classifier_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if any(k.startswith(("body.", "head.")) for k in state):
+        return state
+    # A plain torchvision model: its classifier is "fc", everything else is the body.
+    return {("head." + k[3:] if k.startswith("fc.") else "body." + k): v for k, v in state.items()}
+
+
+def load_checkpoint(model: Classifier, path: Path) -> Classifier:
+    """Load ``path`` into ``model`` in place; ModelError naming the first mismatches if it does not fit."""
+    state = _to_classifier_keys(read_state_dict(path))
+    own = model.state_dict()
+    optional = {"input_mean", "input_std"}  # foreign checkpoints keep the data's normalisation
+    missing = [k for k in own if k not in state and k not in optional]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} is {list(state[k].shape)} in the file but {list(own[k].shape)} in the model"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    problems = []
+    if wrong:
+        problems.append("; ".join(wrong[:3]) + (f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else ""))
+    if missing:
+        problems.append(f"missing {', '.join(missing[:3])}" + (f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""))
+    if unexpected:
+        problems.append(
+            f"unexpected {', '.join(unexpected[:3])}" + (f" (+{len(unexpected) - 3} more)" if len(unexpected) > 3 else "")
+        )
+    if problems:
+        raise ModelError(f"checkpoint {path} does not fit this model: {'; '.join(problems)}")
+    model.load_state_dict({**own, **state})
+    return model
