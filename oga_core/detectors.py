@@ -68,12 +68,11 @@ class GradientIsolationForest:
 def iforest_input(stats: GradientStats, labels: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """The vectors the Isolation Forest sees, ``(N, d)``.
 
-    ``last``: the head's per-sample gradients (projected to 1,024 dims beyond 4,096). ``all``: the
-    log of each layer's gradient norm; the full gradient has millions of dims and no closed form,
-    and the per-layer profile is what separates a sample the whole network disagrees with.
+    ``last``: the head's per-sample gradients (randomly projected to 1,024 dims beyond 4,096).
+    ``all``: a 1,024-wide count sketch of the whole per-sample gradient, made during the pass.
     """
-    if stats.scope == "all" and stats.layer_l2 is not None:
-        return np.log(stats.layer_l2 + 1e-12).astype(np.float32)
+    if stats.sketch is not None:
+        return stats.sketch
     return last_layer_gradients(stats.features, stats.logits, labels, seed=seed)
 
 

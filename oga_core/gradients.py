@@ -23,6 +23,7 @@ the rest of its batch, so "the gradient of sample i" is only defined with runnin
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,6 +40,8 @@ Progress = Callable[[int, int], None]
 SCOPES = ("last", "all")
 # Cap, in floats, on a materialised per-sample gradient block (samples x layer parameters).
 _MATERIALIZE_BUDGET = 1 << 24
+# Width of the all-layer gradient sketch the Isolation Forest sees.
+SKETCH_DIMS = 1024
 
 
 @dataclass
@@ -56,7 +59,8 @@ class GradientStats:
     features ``(N, D)`` and logits ``(N, K)`` come from the same pass. l1, l2 ``(N,)`` are the
     norms of the loss gradient over the scope's parameters (``last``: the head's weight and bias;
     ``all``: every trainable parameter). layer_l2 ``(N, L)`` holds each layer's own L2 norm for
-    ``all``, with names in layer_names.
+    ``all``, with names in layer_names; sketch ``(N, k)`` is a count sketch of the whole
+    per-sample gradient (``all`` only), the Isolation Forest's input.
     """
 
     scope: str
@@ -66,6 +70,7 @@ class GradientStats:
     l2: np.ndarray
     layer_l2: np.ndarray | None = None
     layer_names: list[str] = field(default_factory=list)
+    sketch: np.ndarray | None = None
 
 
 # -- last layer ------------------------------------------------------------------------------
@@ -183,84 +188,98 @@ def _conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
     return conv.padding  # type: ignore[return-value]
 
 
-def _sq_and_abs(g: torch.Tensor, want_l1: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-sample squared L2 and L1 of a materialised ``(B, ...)`` gradient block."""
-    flat = g.flatten(1)
-    return flat.pow(2).sum(1), (flat.abs().sum(1) if want_l1 else None)
+class CountSketch:
+    """A seeded count sketch: ``g (B, P) -> (B, dims)`` with each coordinate added, with a random
+    sign, to one random bucket. Inner products are kept in expectation (Charikar et al. 2002), at
+    O(P) cost and with no ``(P, dims)`` matrix, so a gradient of millions of entries fits."""
+
+    def __init__(self, dims: int, *, seed: int = 0) -> None:
+        self.dims = dims
+        self.seed = seed
+        self._hashes: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def add(self, out: torch.Tensor, key: str, block: torch.Tensor) -> None:
+        """``out (B, dims) += sketch(block (B, P))``; ``key`` names the parameter (same key, same hash)."""
+        size = block.shape[1]
+        hashed = self._hashes.get((key, size))
+        if hashed is None or hashed[0].device != block.device:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(key.encode()))
+            idx = torch.randint(0, self.dims, (size,), generator=gen)
+            sign = torch.randint(0, 2, (size,), generator=gen).float().mul_(2).sub_(1)
+            hashed = self._hashes[(key, size)] = (idx.to(block.device), sign.to(block.device, block.dtype))
+        out.index_add_(1, hashed[0], block * hashed[1])
 
 
-def _weight_grad_norms(a: torch.Tensor, b: torch.Tensor, want_l1: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Norms of ``sum_t b_t a_t^T`` per sample, for ``a (B, T, din)`` and ``b (B, T, dout)``."""
-    bsz, t, din = a.shape
-    dout = b.shape[2]
-    if t == 1:  # an outer product: both norms factorise exactly
-        a1, b1 = a[:, 0], b[:, 0]
-        sq = a1.pow(2).sum(1) * b1.pow(2).sum(1)
-        return sq, (a1.abs().sum(1) * b1.abs().sum(1) if want_l1 else None)
-    if not want_l1 and t * t <= din * dout:
+class _LayerStats:
+    """Squared L2 and L1 norms ``(B,)`` of one layer's per-sample gradient, fed block by block;
+    blocks also go into the shared sketch when there is one."""
+
+    def __init__(self, name: str, bsz: int, device: torch.device, *, want_l1: bool, sketch: CountSketch | None, sketch_out):
+        self.name, self.want_l1, self.sketch, self.sketch_out = name, want_l1, sketch, sketch_out
+        self.sq = torch.zeros(bsz, device=device)
+        self.l1 = torch.zeros(bsz, device=device)
+
+    @property
+    def needs_blocks(self) -> bool:
+        return self.want_l1 or self.sketch is not None
+
+    def add(self, part: str, block: torch.Tensor, lo: int = 0) -> None:
+        """``block (b, P)``: the per-sample gradients of samples ``lo .. lo + b`` for one parameter."""
+        hi = lo + block.shape[0]
+        self.sq[lo:hi] += block.pow(2).sum(1)
+        if self.want_l1:
+            self.l1[lo:hi] += block.abs().sum(1)
+        if self.sketch is not None:
+            self.sketch.add(self.sketch_out[lo:hi], f"{self.name}.{part}", block)
+
+
+def _weight_grads(a: torch.Tensor, b: torch.Tensor, stats: _LayerStats) -> None:
+    """Feed the per-sample gradients ``sum_t b_t a_t^T`` of ``a (B, G, T, din)``, ``b (B, G, T, dout)``
+    (G groups) into ``stats``, by the cheapest exact route."""
+    bsz, groups, t, din = a.shape
+    dout = b.shape[3]
+    if t == 1 and not stats.sketch:  # an outer product: both norms factorise exactly
+        sa, sb = a.pow(2).sum(3), b.pow(2).sum(3)
+        stats.sq += (sa * sb).sum((1, 2))
+        if stats.want_l1:
+            stats.l1 += (a.abs().sum(3) * b.abs().sum(3)).sum((1, 2))
+        return
+    if not stats.needs_blocks and t * t <= din * dout:
         # ghost norm: <G, G> = sum_{t,s} (a_t . a_s)(b_t . b_s), no (dout, din) matrix formed
-        return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(b, b.transpose(1, 2))).sum((1, 2)), None
-    chunk = max(1, _MATERIALIZE_BUDGET // (din * dout))
-    sq_parts, l1_parts = [], []
+        stats.sq += (a @ a.transpose(2, 3) * (b @ b.transpose(2, 3))).sum((1, 2, 3))
+        return
+    chunk = max(1, _MATERIALIZE_BUDGET // (groups * din * dout))
     for lo in range(0, bsz, chunk):
-        g = torch.bmm(b[lo : lo + chunk].transpose(1, 2), a[lo : lo + chunk])  # (b, dout, din)
-        sq, l1 = _sq_and_abs(g, want_l1)
-        sq_parts.append(sq)
-        if l1 is not None:
-            l1_parts.append(l1)
-    return torch.cat(sq_parts), (torch.cat(l1_parts) if want_l1 else None)
+        g = b[lo : lo + chunk].transpose(2, 3) @ a[lo : lo + chunk]  # (c, G, dout, din)
+        stats.add("weight", g.flatten(1), lo)
 
 
-def _layer_norms(
-    module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weight: bool, bias: bool, want_l1: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Squared L2 and L1 ``(B,)`` of one layer's per-sample gradient over its trainable
-    parameters (``weight`` and/or ``bias``): ``x`` is the layer's input, ``gout`` its output's gradient."""
+def _layer_stats(module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weight: bool, bias: bool, stats: _LayerStats) -> None:
+    """One layer's per-sample gradient over its trainable parameters (``weight`` and/or ``bias``):
+    ``x`` is the layer's input, ``gout`` its output's gradient."""
     bsz = x.shape[0]
-    zero = torch.zeros(bsz, dtype=gout.dtype, device=gout.device)
-    sq, l1 = zero.clone(), zero.clone()
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         xhat = (x - module.running_mean.view(shape)) / torch.sqrt(module.running_var.view(shape) + module.eps)
         dims = tuple(range(2, x.dim()))
-        parts = []
         if weight:
-            parts.append((gout * xhat).sum(dims) if dims else gout * xhat)
+            stats.add("weight", (gout * xhat).sum(dims) if dims else gout * xhat)
         if bias:
-            parts.append(gout.sum(dims) if dims else gout)
-        for part in parts:
-            sq += part.pow(2).sum(1)
-            l1 += part.abs().sum(1)
-        return sq, l1
+            stats.add("bias", gout.sum(dims) if dims else gout)
+        return
     if isinstance(module, nn.Linear):
-        a = x.reshape(bsz, -1, x.shape[-1])
-        b = gout.reshape(bsz, -1, gout.shape[-1])
-        groups = 1
-    else:  # Conv2d: unfold the input into (B, T, Cin*kh*kw) patches
+        a = x.reshape(bsz, 1, -1, x.shape[-1])
+        b = gout.reshape(bsz, 1, -1, gout.shape[-1])
+    else:  # Conv2d: unfold the input into (B, T, Cin*kh*kw) patches, split by group
         conv: nn.Conv2d = module  # type: ignore[assignment]
         cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=_conv_padding(conv), stride=conv.stride)
-        a = cols.transpose(1, 2)
-        b = gout.flatten(2).transpose(1, 2)
-        groups = conv.groups
+        t, g = cols.shape[2], conv.groups
+        a = cols.view(bsz, g, -1, t).transpose(2, 3)
+        b = gout.flatten(2).view(bsz, g, -1, t).transpose(2, 3)
     if weight:
-        if groups == 1:
-            s, l = _weight_grad_norms(a, b, want_l1)
-            sq += s
-            if l is not None:
-                l1 += l
-        else:  # grouped conv: each group is its own small weight matrix
-            t = a.shape[1]
-            a_g = a.reshape(bsz, t, groups, -1).transpose(1, 2).reshape(bsz * groups, t, -1)
-            b_g = b.reshape(bsz, t, groups, -1).transpose(1, 2).reshape(bsz * groups, t, -1)
-            s, l = _weight_grad_norms(a_g, b_g, want_l1)
-            sq += s.view(bsz, groups).sum(1)
-            if l is not None:
-                l1 += l.view(bsz, groups).sum(1)
+        _weight_grads(a, b, stats)
     if bias:
-        gb = b.sum(1)
-        sq += gb.pow(2).sum(1)
-        l1 += gb.abs().sum(1)
-    return sq, l1
+        stats.add("bias", b.sum(2).flatten(1))
 
 
 def all_layer_norms(
@@ -269,6 +288,8 @@ def all_layer_norms(
     labels: np.ndarray,
     *,
     want_l1: bool = True,
+    sketch_dims: int = 0,
+    seed: int = 0,
     batch_size: int = 128,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
@@ -276,8 +297,10 @@ def all_layer_norms(
     """Per-sample gradient norms over every trainable parameter, one backward per batch.
 
     Memory is that of one training step at ``batch_size`` plus, per layer, at most
-    ``_MATERIALIZE_BUDGET`` floats. With ``want_l1=False`` every layer uses whichever of the ghost
-    norm or the materialised gradient is cheaper; L1 norms need the materialised gradient.
+    ``_MATERIALIZE_BUDGET`` floats. With ``want_l1=False`` and no sketch every layer uses
+    whichever of the ghost norm or the materialised gradient is cheaper; L1 norms and the
+    ``sketch_dims``-wide count sketch of the whole gradient (``GradientStats.sketch``, the
+    Isolation Forest's input) need the materialised gradient, one layer and a few samples at a time.
     """
     device = torch.device(device)
     model.eval().to(device)
@@ -302,7 +325,8 @@ def all_layer_norms(
     handles = [module.register_forward_hook(make_hook(name)) for name, module, _, _ in layers]
     x_all = torch.from_numpy(np.ascontiguousarray(pixels))
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    feats, logits_out, l1_out, layer_sq_out = [], [], [], []
+    feats, logits_out, l1_out, layer_sq_out, sketch_out = [], [], [], [], []
+    sketch = CountSketch(sketch_dims, seed=seed) if sketch_dims else None
     try:
         for p in trainable:  # the hooks produce the per-sample gradients; autograd need not
             p.requires_grad_(False)
@@ -315,15 +339,20 @@ def all_layer_norms(
                 logits = model.head(h)
                 F.cross_entropy(logits, y, reduction="sum").backward()
             layer_sq, total_l1 = [], torch.zeros(len(y), device=device)
-            for name, module, weight, bias in layers:
-                a, g = captured[name]
-                sq, l1 = _layer_norms(module, a, g, weight=weight, bias=bias, want_l1=want_l1)
-                layer_sq.append(sq)
-                total_l1 += l1
+            sketch_batch = torch.zeros(len(y), sketch_dims, device=device) if sketch else None
+            with torch.no_grad():
+                for name, module, weight, bias in layers:
+                    a, g = captured[name]
+                    stats = _LayerStats(name, len(y), device, want_l1=want_l1, sketch=sketch, sketch_out=sketch_batch)
+                    _layer_stats(module, a, g, weight=weight, bias=bias, stats=stats)
+                    layer_sq.append(stats.sq)
+                    total_l1 += stats.l1
             feats.append(h.detach().float().cpu())
             logits_out.append(logits.detach().float().cpu())
             layer_sq_out.append(torch.stack(layer_sq, 1).double().cpu())
             l1_out.append(total_l1.double().cpu())
+            if sketch_batch is not None:
+                sketch_out.append(sketch_batch.cpu())
             if progress:
                 progress(min(lo + batch_size, len(x_all)), len(x_all))
     finally:
@@ -341,6 +370,7 @@ def all_layer_norms(
         l2=np.sqrt(layer_sq_all.sum(1)),
         layer_l2=np.sqrt(layer_sq_all),
         layer_names=[name for name, *_ in layers],
+        sketch=torch.cat(sketch_out).numpy() if sketch_out else None,
     )
 
 
@@ -361,8 +391,9 @@ def gradient_stats(
         return GradientStats(scope="last", features=out.features, logits=out.logits, l1=l1, l2=l2)
     if scope == "all":
         return all_layer_norms(
-            model, pixels, labels, batch_size=max(1, batch_size // 2), device=device, progress=progress
-        )
+            model, pixels, labels, sketch_dims=SKETCH_DIMS, batch_size=max(1, batch_size // 2), device=device,
+            progress=progress,
+        )  # fmt: skip
     raise OgaError(f"unknown scope '{scope}': use {' or '.join(SCOPES)}")
 
 

@@ -39,6 +39,8 @@ StageProgress = Callable[[str, int, int], None]
 STAGES = ("data", "decode", "train", "gradients", "scores")
 DEFAULT_EPOCHS = {"small_cnn": 12}
 FALLBACK_EPOCHS = 8
+# Bumped whenever a step's output changes for the same inputs, so old cache entries are not reused.
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,7 @@ def fit_model(
     key = cache_key(
         data=data_id, model=config.model, checkpoint=checkpoint_digest, epochs=epochs, batch=config.batch_size,
         lr=config.lr, seed=config.seed, shape=dataset.image_shape, classes=dataset.num_classes, device=device.type,
+        version=CACHE_VERSION,
     )  # fmt: skip
     c, h, _ = dataset.image_shape
     model = build_model(config.model, num_classes=dataset.num_classes, in_channels=c, image_size=h, seed=config.seed)
@@ -331,26 +334,29 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
     stages.end(hit=hit)
 
     report = stages.begin("gradients")
-    stats_key = cache_key(model=model_key, scope=config.scope)
+    stats_key = cache_key(model=model_key, scope=config.scope, version=CACHE_VERSION)
     hit = cache.get("gradients", stats_key)
     if hit is not None:
         layer_names = read_json(hit / "layers.json")["names"]
         stats = GradientStats(
             scope=config.scope, features=load_array(hit, "features"), logits=load_array(hit, "logits"),  # type: ignore[arg-type]
             l1=load_array(hit, "l1"), l2=load_array(hit, "l2"), layer_l2=load_array(hit, "layer_l2"),  # type: ignore[arg-type]
-            layer_names=layer_names,
+            layer_names=layer_names, sketch=load_array(hit, "sketch"),
         )  # fmt: skip
     else:
         batch = 512 if config.scope == "last" else config.batch_size
         stats = gradient_stats(model, pixels, dataset.labels, scope=config.scope, batch_size=batch, device=device, progress=report)
         with cache.entry("gradients", stats_key) as folder:
-            save_arrays(folder, features=stats.features, logits=stats.logits, l1=stats.l1, l2=stats.l2, layer_l2=stats.layer_l2)
+            save_arrays(
+                folder, features=stats.features, logits=stats.logits, l1=stats.l1, l2=stats.l2,
+                layer_l2=stats.layer_l2, sketch=stats.sketch,
+            )  # fmt: skip
             write_json(folder / "layers.json", {"names": stats.layer_names})
     model.cpu()
     stages.end(hit=hit is not None)
 
     stages.begin("scores")
-    scores_key = cache_key(stats=stats_key, seed=config.seed, version=1)
+    scores_key = cache_key(stats=stats_key, seed=config.seed, version=CACHE_VERSION)
     hit = cache.get("scores", scores_key)
     if hit is not None:
         raw = pd.read_parquet(hit / "scores.parquet")
