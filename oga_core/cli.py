@@ -113,8 +113,6 @@ def _stage_lines(quiet: bool) -> Callable[[str, int, int], None] | None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    import torch
-
     from oga_core.evaluate import detection_metrics
     from oga_core.pipeline import AnalysisConfig, analyze
     from oga_core.store import write_json
@@ -138,7 +136,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if model_file is not None:
         (out / "model.pt").write_bytes((model_file / "model.pt").read_bytes())
     _summary(analysis, run)
-    del torch
     return 0
 
 

@@ -168,6 +168,23 @@ class LabeledImages:
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
+    def stat_signature(self) -> str | None:
+        """For file sources, a hash of every file's path, size and modification time: cheap (no
+        file is read), so a caller can memoise :meth:`fingerprint` by it. None for arrays."""
+        if self.paths is None:
+            return None
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self.source.encode())
+        h.update(self.labels.tobytes())
+        h.update("\x1f".join(self.classes).encode())
+        for i, rel in enumerate(self.paths):
+            try:
+                st = self.file_path(i).stat()  # type: ignore[union-attr]
+            except OSError:
+                return None  # let fingerprint() report the unreadable file
+            h.update(f"{rel}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1e".encode())
+        return h.hexdigest()
+
     # -- images ------------------------------------------------------------------------------
     def image(self, index: int) -> np.ndarray:
         """uint8 ``(C, H, W)`` of one sample at model resolution; DataError if unreadable."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import IsolationForest
 
 from oga_core.errors import OgaError
 from oga_core.gradients import GradientStats, last_layer_gradients, softmax_residual
@@ -47,10 +46,12 @@ class GradientIsolationForest:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
-        self.forest_: IsolationForest | None = None
+        self.forest_ = None
 
     def fit(self, gradients: np.ndarray) -> GradientIsolationForest:
         """gradients: ``(N, d)``."""
+        from sklearn.ensemble import IsolationForest  # sklearn.ensemble costs ~1.5 s to import
+
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=min(self.max_samples, len(gradients)),

@@ -234,12 +234,28 @@ class LoadedData:
     noise: NoisyLabels | None
 
 
+def _memoised_fingerprint(dataset: LabeledImages, cache: Cache) -> str:
+    """The content fingerprint; for files, reused while no file's size or mtime changed, so a
+    repeated analysis of 100 k images does not re-read every byte."""
+    signature = dataset.stat_signature()
+    if signature is None:
+        return dataset.fingerprint()
+    hit = cache.get("fingerprint", signature)
+    if hit is not None:
+        dataset._fingerprint = (hit / "fingerprint.txt").read_text().strip()
+        return dataset._fingerprint
+    fingerprint = dataset.fingerprint()
+    with cache.entry("fingerprint", signature) as folder:
+        (folder / "fingerprint.txt").write_text(fingerprint)
+    return fingerprint
+
+
 def load_data(config: AnalysisConfig, cache: Cache, stages: _Stages | None = None) -> LoadedData:
     """Open, fingerprint and decode the source, drop unreadable files if asked, inject noise."""
     stages = stages or _Stages(None)
     stages.begin("data")
     dataset = load_source(config.data, image_size=config.image_size, grayscale=config.grayscale)
-    fingerprint = dataset.fingerprint()
+    fingerprint = _memoised_fingerprint(dataset, cache)
     stages.end()
 
     report = stages.begin("decode")
