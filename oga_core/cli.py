@@ -74,12 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="markdown report to write")
     b.add_argument("--device", default="auto")
     b.add_argument("--parts", default="quality,speed,scaling", help="comma-separated subset of quality,speed,scaling")
+    b.add_argument("--merge", type=Path, metavar="JSON", help="merge another run's results (e.g. a GPU speed run) into --out's, then rewrite the report")
     return parser
 
 
 def _progress_bars(quiet: bool) -> Callable[[str, int, int], None] | None:
-    if quiet or not sys.stderr.isatty() and os.environ.get("OGA_PROGRESS") != "1":
-        return _stage_lines(quiet)
+    """tqdm bars per stage on a terminal; nothing when stderr is a file or pipe (logs and scripts
+    get the summary line, and a failure stays one line), unless OGA_PROGRESS=1 asks for lines."""
+    if quiet or not sys.stderr.isatty():
+        return _stage_lines() if os.environ.get("OGA_PROGRESS") == "1" and not quiet else None
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
@@ -98,10 +101,8 @@ def _progress_bars(quiet: bool) -> Callable[[str, int, int], None] | None:
     return report
 
 
-def _stage_lines(quiet: bool) -> Callable[[str, int, int], None] | None:
-    """Without a terminal: one line per finished stage (logs stay readable)."""
-    if quiet:
-        return None
+def _stage_lines() -> Callable[[str, int, int], None]:
+    """Without a terminal: one line as each stage starts."""
     started: set[str] = set()
 
     def report(stage: str, done: int, total: int) -> None:

@@ -398,6 +398,11 @@ def safe_relative_path(text: str) -> str:
     return "/".join(parts)
 
 
+def _unguard(cell: str) -> str:
+    """Undo the spreadsheet-formula guard of oga's own CSV exports ("'=x" was written for "=x")."""
+    return cell[1:] if len(cell) > 1 and cell[0] == "'" and cell[1] in "=+-@\t\r" else cell
+
+
 def load_csv(manifest: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: int = 3) -> LabeledImages:
     """A CSV with columns ``path,label``; paths relative to the CSV's folder.
 
@@ -417,7 +422,7 @@ def load_csv(manifest: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: 
     if "path" not in fields or "label" not in fields:
         raise DataError(f"manifest {manifest} needs the columns path,label (found: {', '.join(fields) or 'none'})")
     reader.fieldnames = fields
-    rows = [(row["path"] or "", (row["label"] or "").strip()) for row in reader]
+    rows = [(_unguard(row["path"] or ""), _unguard((row["label"] or "").strip())) for row in reader]
     if not rows:
         raise DataError(f"manifest {manifest} has no rows")
 
@@ -425,7 +430,13 @@ def load_csv(manifest: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: 
     fixed_classes = None
     if classes_file.is_file():
         fixed_classes = [c.strip() for c in classes_file.read_text(encoding="utf-8").splitlines() if c.strip()]
-    classes = fixed_classes if fixed_classes is not None else sorted({label for _, label in rows})
+    distinct = {label for _, label in rows}
+    if fixed_classes is not None:
+        classes = fixed_classes
+    elif all(label.lstrip("-").isdigit() for label in distinct):
+        classes = sorted(distinct, key=int)  # "2" before "10", as a person numbering classes means
+    else:
+        classes = sorted(distinct)
     index = {name: i for i, name in enumerate(classes)}
 
     paths: list[str] = []
@@ -487,7 +498,12 @@ def load_torchvision(name: str, root: Path) -> LabeledImages:
     if canonical.startswith("CIFAR"):
         # torchvision checks CIFAR files against the release's MD5 sums; we only need them present
         # (a re-packed or partial copy is still the user's data), the reader validates the format.
-        cls = type(canonical, (cls,), {"_check_integrity": lambda self: expected.is_file()})
+        # The same goes for batches.meta, whose MD5 torchvision's _load_meta also checks.
+        cls = type(canonical, (cls,), {"_check_integrity": lambda self: expected.is_file(), "_load_meta": _cifar_meta})
+    else:
+        # torchvision's MNIST readers also demand the t10k (test) files; oga reads only the train split.
+        labels_file = expected.with_name("train-labels-idx1-ubyte")
+        cls = type(canonical, (cls,), {"_check_exists": lambda self: expected.is_file() and labels_file.is_file()})
     try:
         ds = cls(str(root), train=True, download=False)
     except RuntimeError as exc:
@@ -507,3 +523,14 @@ def load_torchvision(name: str, root: Path) -> LabeledImages:
         classes=classes,
         pixels=np.ascontiguousarray(pixels, dtype=np.uint8),
     )
+
+
+def _cifar_meta(ds: object) -> None:
+    """torchvision's CIFAR ``_load_meta`` without its MD5 check: class names from batches.meta."""
+    import pickle
+
+    meta = ds.meta  # type: ignore[attr-defined]
+    with open(os.path.join(ds.root, ds.base_folder, meta["filename"]), "rb") as f:  # type: ignore[attr-defined]
+        names = pickle.load(f, encoding="latin1")[meta["key"]]
+    ds.classes = list(names)  # type: ignore[attr-defined]
+    ds.class_to_idx = {name: i for i, name in enumerate(names)}  # type: ignore[attr-defined]

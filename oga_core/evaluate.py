@@ -45,7 +45,11 @@ def detection_metrics(
     for col in columns:
         if col not in table:
             continue
-        s = np.nan_to_num(table[col].to_numpy(dtype=np.float64), nan=-np.inf)
+        s = table[col].to_numpy(dtype=np.float64)
+        finite = s[np.isfinite(s)]
+        low, high = (finite.min() - 1.0, finite.max() + 1.0) if finite.size else (0.0, 0.0)
+        # NaN (no score) ranks least suspicious; finite stand-ins, as sklearn refuses infinities
+        s = np.nan_to_num(s, nan=low, neginf=low, posinf=high)
         both = 0 < n_bad < len(truth)
         p_b, r_b = precision_recall_at_k(s, truth, k_budget)
         p_n, r_n = precision_recall_at_k(s, truth, n_bad)

@@ -131,6 +131,11 @@ def check_destination(dest: Path, dataset: LabeledImages, *, overwrite: bool = F
     dest = Path(os.path.expanduser(str(dest))).resolve()
     if dest == Path(dest.anchor) or dest == Path.home().resolve():
         raise OgaError(f"refusing to export into {dest}: choose a dedicated folder")
+    from oga_core.store import oga_home
+
+    home = oga_home().resolve()
+    if dest == home or home in dest.parents:
+        raise OgaError(f"refusing to export into {dest}: it is inside oga's own folder {home}")
     if dataset.root is not None:
         root = dataset.root.resolve()
         if dest == root or root in dest.parents or dest in root.parents:

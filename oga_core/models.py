@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -150,12 +151,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message is many lines with terminal escapes; keep the one fact that matters.
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise ModelError(f"checkpoint {path} is not a PyTorch checkpoint file (cannot unpickle it)") from None
         raise ModelError(
-            f"checkpoint {path} holds Python objects beyond tensors, which oga will not execute; "
-            f"save model.state_dict() instead ({str(exc).splitlines()[0]})"
+            f"checkpoint {path} holds Python objects beyond tensors ({found.group(1)}), which oga will not "
+            "execute; save model.state_dict() instead"
         ) from None
     except Exception as exc:
-        raise ModelError(f"checkpoint {path} is not a PyTorch file ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelError(f"checkpoint {path} is not a PyTorch file ({type(exc).__name__}: {first})") from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

@@ -125,7 +125,8 @@ class Analysis:
         config.validate()
         raw = self.scores[list(detectors.SCORE_COLUMNS)]
         table = score_table(self.dataset, self.stats, raw, config, self.noise)
-        return dataclasses.replace(self, config=config, scores=table, run={**self.run, "config": dataclasses.asdict(config)})
+        run = {**self.run, "config": dataclasses.asdict(config), "num_flagged": int(table["flagged"].sum())}
+        return dataclasses.replace(self, config=config, scores=table, run=run)
 
     def map_coords(
         self, *, method: str = "umap", space: str = "features", progress: Callable[[int, int], None] | None = None

@@ -24,3 +24,52 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("OGA_HOME", None)
     else:
         os.environ["OGA_HOME"] = old
+
+
+# -- engine fixtures (tests/test_<module>.py for oga_core/<module>.py) ------------------------
+DIGITS_NOISE = 0.2
+DIGITS_SEED = 0
+
+
+def write_image(path, rng, *, size: int = 8, mode: str = "RGB"):
+    """A random ``size`` x ``size`` PNG (or any format PIL infers from the suffix) at ``path``."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (size, size) if mode == "L" else (size, size, 3)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).save(path)
+    return path
+
+
+@pytest.fixture
+def make_images():
+    """``make(root, {"cat": 3, "dog": 2}, size=8, mode="RGB", seed=0)`` writes
+    ``root/<class>/<class>_<i>.png`` with distinct random pixels and returns ``root``."""
+    import numpy as np
+
+    def make(root, counts: dict[str, int], *, size: int = 8, mode: str = "RGB", seed: int = 0):
+        rng = np.random.default_rng(seed)
+        for name, n in counts.items():
+            for i in range(n):
+                write_image(root / name / f"{name}_{i}.png", rng, size=size, mode=mode)
+        return root
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def digits_config(_isolated_home):
+    from oga_core.pipeline import AnalysisConfig
+
+    return AnalysisConfig(data="demo:digits", noise=DIGITS_NOISE, seed=DIGITS_SEED)
+
+
+@pytest.fixture(scope="session")
+def digits_analysis(digits_config):
+    """The one trained analysis the engine tests share: small CNN, 12 epochs, digits with 20%
+    symmetric label noise (seed 0); ~10 s on one core. Later analyze calls of the same data hit
+    its cache entries under the session's OGA_HOME."""
+    from oga_core.pipeline import analyze
+
+    return analyze(digits_config)

@@ -1,0 +1,201 @@
+"""oga_core/cli.py: analyze / decide / undo / export headless, and one clear error line for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from oga_core.cli import main
+from oga_core.models import build_model, read_state_dict
+
+PROGRESS = re.compile(r"^oga: \w+ \.\.\.$")  # the stage lines printed when stderr is not a terminal
+
+
+def _fails(capsys, argv: list[str], *fragments: str) -> str:
+    """Run the CLI, expect exit status 2 and exactly one 'oga: error: ...' line; return it."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if not PROGRESS.match(line)]
+    assert code == 2, (code, out, err)
+    assert len(lines) == 1 and lines[0].startswith("oga: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def _analyze(data: str, out: Path, *extra: str) -> list[str]:
+    return ["analyze", "--data", data, "--out", str(out), "--quiet", *extra]
+
+
+# -- analyze ---------------------------------------------------------------------------------
+def test_analyze_digits_writes_scores_and_run(tmp_path, capsys, digits_analysis):
+    out = tmp_path / "run"
+    assert main(["analyze", "--data", "demo:digits", "--noise", "0.2", "--seed", "0", "--out", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert "1797 samples, 10 classes" in stdout and "flagged 90 by l1" in stdout and "AUROC vs injected noise" in stdout
+    assert [line for line in stderr.splitlines() if not PROGRESS.match(line)] == []
+
+    scores = pd.read_csv(out / "scores.csv")
+    required = ["sample_id", "label", "pred", "loss", "el2n", "margin", "oga_l1", "oga_l2", "oga_iforest",
+                "flagged", "noisy", "clean_label"]  # fmt: skip
+    assert set(required) <= set(scores.columns)
+    assert len(scores) == 1797 and scores["sample_id"].is_unique
+    assert int(scores["flagged"].sum()) == round(0.05 * 1797)
+    assert int(scores["noisy"].sum()) == round(0.2 * 1797)
+    assert (scores.loc[scores["noisy"], "label"] != scores.loc[scores["noisy"], "clean_label"]).all()
+    auroc = roc_auc_score(scores["noisy"], scores["oga_l1"])
+    assert auroc >= 0.9, auroc
+    # flagged = the top 5% by the chosen detector (l1)
+    assert scores.loc[scores["flagged"], "oga_l1"].min() >= scores.loc[~scores["flagged"], "oga_l1"].max()
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["data"] == "demo:digits" and run["config"]["noise"] == 0.2 and run["config"]["seed"] == 0
+    assert {"data", "decode", "train", "gradients", "scores", "total"} <= set(run["timings"])
+    assert 0.5 < run["train_accuracy"] <= 1.0
+    assert run["data_fingerprint"] == digits_analysis.run["data_fingerprint"]
+    assert run["detection"]["oga_l1"]["auroc"] == pytest.approx(auroc)
+    assert run["num_flagged"] == 90
+    state = read_state_dict(out / "model.pt")  # the analysed model, loadable as a checkpoint
+    assert state["head.weight"].shape == (10, 128)
+
+
+def test_skip_unreadable_leaves_the_file_out(tmp_path, capsys, make_images):
+    root = make_images(tmp_path / "d", {"a": 4, "b": 4})
+    (root / "b" / "broken.png").write_bytes(b"not an image at all")
+    small = ["--image-size", "8", "--epochs", "1", "--batch-size", "4"]
+    line = _fails(capsys, _analyze(f"folder:{root}", tmp_path / "o1", *small), "broken.png", "unreadable")
+    assert str(root / "b" / "broken.png") in line
+    assert main(_analyze(f"folder:{root}", tmp_path / "o2", *small, "--skip-unreadable")) == 0
+    capsys.readouterr()
+    scores = pd.read_csv(tmp_path / "o2" / "scores.csv")
+    assert len(scores) == 8 and "b/broken.png" not in set(scores["sample_id"])
+    assert "noisy" not in scores.columns  # no noise injected, no truth to report
+
+
+# -- bad input: one line, exit status 2 --------------------------------------------------------
+def test_bad_data_sources(tmp_path, capsys, make_images):
+    _fails(capsys, _analyze(f"folder:{tmp_path / 'missing'}", tmp_path / "o"), "does not exist", "missing")
+    (tmp_path / "empty").mkdir()
+    _fails(capsys, _analyze(f"folder:{tmp_path / 'empty'}", tmp_path / "o"), "no images found")
+    one = make_images(tmp_path / "one", {"only": 2})
+    _fails(capsys, _analyze(f"folder:{one}", tmp_path / "o"), "found 1 class (only)", "at least 2 classes")
+    _fails(capsys, _analyze("s3:bucket/x", tmp_path / "o"), "unknown data source 's3:bucket/x'")
+    _fails(capsys, _analyze(f"torchvision:MNIST:{tmp_path}", tmp_path / "o"), "not found under")
+
+
+def _csv(folder: Path, rows: list[tuple[str, str]], classes: list[str] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "m.csv").write_text("path,label\n" + "".join(f"{p},{lab}\n" for p, lab in rows))
+    if classes:
+        (folder / "classes.txt").write_text("\n".join(classes))
+    return folder / "m.csv"
+
+
+def test_bad_csv_manifests(tmp_path, capsys, make_images):
+    make_images(tmp_path / "imgs", {"x": 2})
+    ok = ("imgs/x/x_0.png", "cat")
+    m = _csv(tmp_path / "a", [("../imgs/x/x_0.png", "cat"), ok], ["cat", "dog"])
+    _fails(capsys, _analyze(f"csv:{m}", tmp_path / "o"), "line 2", "leaves the manifest's folder")
+    m = _csv(tmp_path / "b", [ok, ("/etc/passwd", "dog")])
+    _fails(capsys, _analyze(f"csv:{m}", tmp_path / "o"), "line 3", "must be relative")
+    m = _csv(tmp_path, [ok, ("imgs/x/x_1.png", "horse")], ["cat", "dog"])
+    _fails(capsys, _analyze(f"csv:{m}", tmp_path / "o"), "label 'horse' is not in the class list")
+    m = _csv(tmp_path, [ok, ("imgs/x/x_1.png", "2")], ["cat", "dog"])
+    _fails(capsys, _analyze(f"csv:{m}", tmp_path / "o"), "label 2 is out of range 0..1")
+
+
+def test_bad_checkpoints(tmp_path, capsys):
+    torch.save(build_model("small_cnn", num_classes=3, in_channels=1, image_size=8).state_dict(), tmp_path / "three.pt")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "three.pt")),
+           "does not fit this model", "head.weight is [3, 128] in the file but [10, 128]")  # fmt: skip
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "list.pt")), "is not a state dict")
+    torch.save({"opt": torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)}, tmp_path / "obj.pt")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "obj.pt")),
+           "holds Python objects beyond tensors (torch.optim.sgd.SGD)")  # fmt: skip
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "nope.pt")), "does not exist")
+
+
+def test_bad_settings(tmp_path, capsys, monkeypatch):
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--model", "vgg11"), "unknown model 'vgg11'")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--budget", "2"), "budget must be a fraction")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--noise", "1.5"), "noise rate")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--device", "tpu"), "unknown device 'tpu'")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--device", "cuda"), "no CUDA GPU")
+    (tmp_path / "file").write_text("x")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "file"), "exists and is not a folder")
+
+
+def test_console_script_prints_one_line_and_no_traceback(tmp_path):
+    script = shutil.which("oga") or str(Path(sys.executable).parent / "oga")
+    env = {**os.environ, "OGA_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [script, "analyze", "--data", f"folder:{tmp_path / 'nowhere'}", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    errors = [line for line in proc.stderr.splitlines() if not PROGRESS.match(line)]
+    assert errors == [f"oga: error: image folder {tmp_path / 'nowhere'} does not exist"], proc.stderr
+
+
+# -- decide / undo / export ----------------------------------------------------------------------
+def test_decide_undo_export_round_trip(tmp_path, capsys, make_images):
+    root = make_images(tmp_path / "src", {"cat": 3, "dog": 3})
+    data = ["--data", f"folder:{root}"]
+    assert main(["decide", *data, "--sample", "cat/cat_0.png", "--sample", "cat/cat_1.png", "--drop"]) == 0
+    assert "drop 2 sample(s)" in capsys.readouterr().out
+    assert main(["decide", *data, "--sample", "dog/dog_0.png", "--relabel", "cat"]) == 0
+    assert main(["decide", *data, "--sample", "dog/dog_1.png", "--relabel", "0"]) == 0  # by index
+    assert main(["undo", *data]) == 0
+    assert "undid the last decision on dog/dog_1.png" in capsys.readouterr().out
+
+    out = tmp_path / "clean.csv"
+    assert main(["export", *data, "--out", str(out), "--folder", str(tmp_path / "clean")]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 4 rows" in printed and "copied 4 images in 2 classes" in printed
+    manifest = pd.read_csv(out)
+    assert manifest["sample_id"].tolist() == ["cat/cat_2.png", "dog/dog_0.png", "dog/dog_1.png", "dog/dog_2.png"]
+    assert manifest.set_index("sample_id").loc["dog/dog_0.png", "label"] == "cat"
+    assert manifest.set_index("sample_id").loc["dog/dog_1.png", "action"] == "undecided"
+    assert sorted(p.name for p in (tmp_path / "clean" / "cat").iterdir()) == ["cat_2.png", "dog_0.png"]
+
+    assert main(["export", *data, "--out", str(tmp_path / "marked.csv"), "--dropped", "mark"]) == 0
+    marked = pd.read_csv(tmp_path / "marked.csv")
+    assert len(marked) == 6 and (marked["action"] == "drop").sum() == 2
+    assert main(["undo", *data]) == 0 and main(["undo", *data]) == 0 and main(["undo", *data]) == 0
+    assert "nothing to undo" in capsys.readouterr().out
+
+
+def test_bad_decisions_and_exports(tmp_path, capsys, make_images):
+    root = make_images(tmp_path / "src", {"cat": 2, "dog": 2})
+    data = ["--data", f"folder:{root}"]
+    _fails(capsys, ["decide", *data, "--sample", "cat/nope.png", "--keep"], "no sample 'cat/nope.png'")
+    _fails(capsys, ["decide", *data, "--sample", "cat/cat_0.png", "--relabel", "horse"], "unknown class 'horse'")
+    _fails(capsys, ["decide", *data, "--sample", "cat/cat_0.png", "--relabel", "7"], "unknown class '7'")
+    out = ["--out", str(tmp_path / "m.csv")]
+    _fails(capsys, ["export", *data, *out, "--folder", str(root / "cleaned")], "overlaps the source")
+    _fails(capsys, ["export", *data, *out, "--folder", str(tmp_path)], "overlaps the source")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x.txt").write_text("x")
+    _fails(capsys, ["export", *data, *out, "--folder", str(busy)], "is not empty")
+    assert not (tmp_path / "m.csv").exists()  # refused before anything was written
+    _fails(capsys, ["export", *data, "--out", str(tmp_path)], "is a folder")
+    assert main(["export", *data, *out, "--folder", str(busy), "--overwrite"]) == 0
+    assert (busy / "x.txt").exists() and (busy / "manifest.csv").exists()
+    counts = np.unique([p.parent.name for p in busy.rglob("*.png")], return_counts=True)
+    assert dict(zip(*counts)) == {"cat": 2, "dog": 2}

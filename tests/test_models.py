@@ -1,0 +1,157 @@
+"""oga_core/models.py: the registry builds and runs, checkpoints load safely or fail clearly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from oga_core.errors import ModelError
+from oga_core.models import MODELS, Classifier, build_model, file_digest, load_checkpoint, read_state_dict
+
+FEATURE_DIMS = {
+    "small_cnn": 128, "resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet18_imagenet": 512,
+    "resnet50_imagenet": 2048,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_registered_model_builds_and_runs(name):
+    channels = 1 if name in ("small_cnn", "resnet18_imagenet") else 3  # a grey stem where it is cheap
+    model = build_model(name, num_classes=4, in_channels=channels, image_size=16, seed=0).eval()
+    assert isinstance(model, Classifier) and isinstance(model.head, nn.Linear)
+    assert model.head.in_features == FEATURE_DIMS[name] and model.head.out_features == 4
+    assert not any(getattr(m, "inplace", False) for m in model.modules())  # hooks read layer outputs
+    x = torch.rand(2, channels, 16, 16)
+    with torch.no_grad():
+        feats, logits = model.features(x), model(x)
+    assert feats.shape == (2, FEATURE_DIMS[name]) and logits.shape == (2, 4)
+    assert torch.isfinite(logits).all()
+    torch.testing.assert_close(logits, model.head(feats))
+
+
+def test_seed_fixes_initial_weights_without_touching_global_rng():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = build_model("small_cnn", num_classes=3, in_channels=1, image_size=8, seed=5)
+    after = torch.rand(1)
+    assert torch.equal(before, after)  # building forks the RNG
+    b = build_model("small_cnn", num_classes=3, in_channels=1, image_size=8, seed=5)
+    c = build_model("small_cnn", num_classes=3, in_channels=1, image_size=8, seed=6)
+    for (k, va), vb, vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_unknown_model():
+    with pytest.raises(ModelError, match="unknown model 'vgg11'"):
+        build_model("vgg11", num_classes=2, in_channels=3, image_size=32)
+
+
+def test_normalization_is_applied_and_stored():
+    model = build_model("small_cnn", num_classes=2, in_channels=3, image_size=8).eval()
+    model.set_normalization(torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.5, 0.0, 2.0]))
+    assert model.input_std.flatten().tolist() == pytest.approx([0.5, 1e-3, 2.0])  # std clamped
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model.features(x), model.body((x - model.input_mean) / model.input_std))
+    assert "input_mean" in model.state_dict() and "input_std" in model.state_dict()
+
+
+def test_torchvision_state_dict_loads_into_resnet18_imagenet(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None, num_classes=7).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so a mis-loaded buffer shows
+        for m in reference.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "tv.pt"
+    torch.save(reference.state_dict(), path)  # keys conv1.*, layer1.*, fc.*
+    model = build_model("resnet18_imagenet", num_classes=7, in_channels=3, image_size=32, seed=1)
+    model.set_normalization(torch.zeros(3), torch.ones(3))  # identity: compare raw outputs
+    load_checkpoint(model, path).eval()
+    assert torch.equal(model.head.weight, reference.fc.weight)
+    assert torch.equal(model.body.layer1[0].bn1.running_var, reference.layer1[0].bn1.running_var)
+    assert torch.equal(model.input_std, torch.ones(1, 3, 1, 1))  # optional keys keep the model's own
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+
+
+def test_dataparallel_prefix_and_containers(tmp_path):
+    source = build_model("small_cnn", num_classes=3, in_channels=1, image_size=8, seed=1)
+    state = source.state_dict()
+    torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "dp.pt")
+    torch.save({"epoch": 3, "state_dict": state}, tmp_path / "wrapped.pt")
+    torch.save({"model_state_dict": {"module." + k: v for k, v in state.items()}}, tmp_path / "both.pt")
+    for name in ("dp.pt", "wrapped.pt", "both.pt"):
+        assert set(read_state_dict(tmp_path / name)) == set(state)
+        model = build_model("small_cnn", num_classes=3, in_channels=1, image_size=8, seed=2)
+        load_checkpoint(model, tmp_path / name)
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, state[k]), (name, k)
+
+
+class _Payload:
+    """Unpickling this would run code: it writes a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def test_safe_loading_refuses_objects_with_code(tmp_path):
+    marker = tmp_path / "ran.txt"
+    torch.save({"head.weight": torch.zeros(2, 2), "x": _Payload(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(ModelError, match=r"holds Python objects beyond tensors \(exec\)") as info:
+        read_state_dict(tmp_path / "evil.pt")
+    assert not marker.exists()
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)  # one clean line
+
+    torch.save(nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled module, not a state dict
+    with pytest.raises(ModelError, match="holds Python objects"):
+        read_state_dict(tmp_path / "module.pt")
+
+
+def test_checkpoints_that_are_not_state_dicts(tmp_path):
+    torch.save([torch.zeros(3)], tmp_path / "list.pt")
+    with pytest.raises(ModelError, match="is not a state dict"):
+        read_state_dict(tmp_path / "list.pt")
+    torch.save({"lr": 0.1}, tmp_path / "numbers.pt")
+    with pytest.raises(ModelError, match="is not a state dict"):
+        read_state_dict(tmp_path / "numbers.pt")
+    torch.save({}, tmp_path / "empty.pt")
+    with pytest.raises(ModelError, match="is not a state dict"):
+        read_state_dict(tmp_path / "empty.pt")
+    (tmp_path / "junk.pt").write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(ModelError, match="is not a PyTorch"):
+        read_state_dict(tmp_path / "junk.pt")
+    with pytest.raises(ModelError, match="does not exist"):
+        read_state_dict(tmp_path / "missing.pt")
+
+
+def test_checkpoint_of_the_wrong_shape_or_architecture(tmp_path):
+    three = build_model("small_cnn", num_classes=3, in_channels=1, image_size=8)
+    torch.save(three.state_dict(), tmp_path / "three.pt")
+    ten = build_model("small_cnn", num_classes=10, in_channels=1, image_size=8)
+    untouched = {k: v.clone() for k, v in ten.state_dict().items()}
+    with pytest.raises(ModelError, match=r"head.weight is \[3, 128\] in the file but \[10, 128\] in the model"):
+        load_checkpoint(ten, tmp_path / "three.pt")
+    for k, v in ten.state_dict().items():
+        assert torch.equal(v, untouched[k])  # a refused checkpoint changes nothing
+
+    torch.save(build_model("resnet18", num_classes=3, in_channels=1, image_size=8).state_dict(), tmp_path / "r18.pt")
+    with pytest.raises(ModelError, match=r"does not fit this model: .*missing body.layers.0.weight.*unexpected"):
+        load_checkpoint(three, tmp_path / "r18.pt")
+
+
+def test_file_digest(tmp_path):
+    (tmp_path / "a").write_bytes(b"x" * 3_000_000)
+    (tmp_path / "b").write_bytes(b"x" * 3_000_000)
+    (tmp_path / "c").write_bytes(b"x" * 2_999_999 + b"y")
+    assert file_digest(tmp_path / "a") == file_digest(tmp_path / "b") != file_digest(tmp_path / "c")

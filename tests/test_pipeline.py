@@ -1,0 +1,216 @@
+"""oga_core/pipeline.py: analyze() end to end on digits, its cache, rescoring, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pandas.testing import assert_frame_equal
+
+from oga_core.data import load_source
+from oga_core.detectors import SCORE_COLUMNS, rank_within_class
+from oga_core.errors import DataError, OgaError
+from oga_core.noise import flip_labels
+from oga_core.pipeline import STAGES, AnalysisConfig, analyze, load_data
+from oga_core.store import Cache, read_json
+
+ALL_CACHED = ["decode", "train", "gradients", "scores"]
+
+
+def _model_file(analysis):
+    return analysis.cache.get("model", analysis.keys["model"]) / "model.pt"
+
+
+def test_the_digits_analysis(digits_analysis):
+    a = digits_analysis
+    n = 1797
+    assert len(a.dataset) == n and a.pixels.shape == (n, 1, 8, 8) and a.stats.scope == "last"
+    # the given labels are the clean ones with exactly 20% flipped by the seeded noise
+    clean = load_source("demo:digits")
+    expected = flip_labels(clean.labels, 10, rate=0.2, seed=0)
+    np.testing.assert_array_equal(a.dataset.labels, expected.given)
+    np.testing.assert_array_equal(a.noise.noisy, expected.noisy)
+
+    s = a.scores
+    assert s["sample_id"].tolist() == clean.ids
+    np.testing.assert_array_equal(s["label"], expected.given)
+    np.testing.assert_array_equal(s["clean_label"], clean.labels)
+    np.testing.assert_array_equal(s["noisy"], expected.noisy)
+    np.testing.assert_array_equal(s["pred"], a.stats.logits.argmax(1))
+    assert s["label_name"].tolist() == [str(k) for k in expected.given]
+    probs = torch.softmax(torch.from_numpy(a.stats.logits).double(), 1).numpy()
+    np.testing.assert_allclose(s["confidence"], probs.max(1))
+    np.testing.assert_array_equal(s["score"], s["oga_l1"])  # detector l1, global ranking
+    assert s.loc[s["rank"] == 1, "score"].item() == s["score"].max()
+    assert sorted(s["rank"]) == list(range(1, n + 1))
+    assert int(s["flagged"].sum()) == round(0.05 * n) == 90
+    assert s.loc[s["flagged"], "score"].min() >= s.loc[~s["flagged"], "score"].max()
+    for col in SCORE_COLUMNS:
+        assert np.isfinite(s[col]).all(), col
+
+    run = a.run
+    assert set(STAGES) | {"total"} == set(run["timings"]) and all(t >= 0 for t in run["timings"].values())
+    assert run["data_fingerprint"] == clean.fingerprint() != run["data_id"] == a.data_id
+    assert run["num_samples"] == n and run["num_classes"] == 10 and run["device"] == "cpu"
+    assert run["epochs"] == 12 and len(run["train_history"]) == 12
+    assert run["train_history"][-1]["loss"] < run["train_history"][0]["loss"]
+    assert run["train_accuracy"] == pytest.approx(float((s["pred"] == s["label"]).mean()))
+    # a model that learned the digits rather than the noise: it mostly predicts the clean label
+    assert run["train_accuracy_clean_labels"] > 0.9 and run["noisy_samples"] == 359
+    assert run["config"] == dataclasses.asdict(a.config) and run["num_flagged"] == 90
+
+
+def test_second_identical_analyze_reuses_every_step(digits_analysis):
+    model_file = _model_file(digits_analysis)
+    stamp = model_file.stat().st_mtime_ns
+    stages = []
+    again = analyze(digits_analysis.config, progress=lambda stage, done, total: stages.append(stage))
+    assert again.run["cache_hits"] == ALL_CACHED
+    assert model_file.stat().st_mtime_ns == stamp  # the trained model was not written again
+    assert set(stages) == set(STAGES)
+    assert_frame_equal(again.scores, digits_analysis.scores)
+    np.testing.assert_array_equal(again.stats.features, digits_analysis.stats.features)
+    assert again.keys == digits_analysis.keys and again.data_id == digits_analysis.data_id
+
+
+@pytest.mark.parametrize("change", [{"detector": "iforest"}, {"budget": 0.1}, {"detector": "margin", "per_class": True}])
+def test_changing_only_the_ranking_recomputes_no_gradient(digits_analysis, change):
+    grads = digits_analysis.cache.get("gradients", digits_analysis.keys["gradients"])
+    stamp = (grads / "l1.npy").stat().st_mtime_ns
+    other = analyze(dataclasses.replace(digits_analysis.config, **change))
+    assert {"train", "gradients"} <= set(other.run["cache_hits"])
+    assert other.run["cache_hits"] == ALL_CACHED  # the raw scores do not depend on the ranking either
+    assert (grads / "l1.npy").stat().st_mtime_ns == stamp
+    for col in SCORE_COLUMNS:
+        np.testing.assert_array_equal(other.scores[col], digits_analysis.scores[col])
+    budget = change.get("budget", 0.05)
+    assert int(other.scores["flagged"].sum()) == round(budget * 1797) == other.run["num_flagged"]
+    # and rescore() of the first analysis gives exactly what the fresh analyze gave
+    rescored = digits_analysis.rescore(**change)
+    assert_frame_equal(rescored.scores, other.scores)
+    assert rescored.config == other.config
+    assert rescored.run["num_flagged"] == other.run["num_flagged"]
+    assert rescored.run["config"] == other.run["config"]
+
+
+def test_per_class_ranking_spreads_the_budget(digits_analysis):
+    per = digits_analysis.rescore(per_class=True)
+    labels = digits_analysis.dataset.labels
+    np.testing.assert_allclose(per.scores["score"], rank_within_class(per.scores["oga_l1"].to_numpy(), labels))
+    counts = np.bincount(labels[per.scores["flagged"].to_numpy()], minlength=10)
+    assert counts.sum() == 90 and counts.min() >= 6 and counts.max() <= 12
+    assert not digits_analysis.scores.equals(per.scores)  # the original is untouched
+    with pytest.raises(OgaError, match="unknown detector"):
+        digits_analysis.rescore(detector="nope")
+
+
+def test_all_layer_scope_reuses_the_trained_model(digits_analysis):
+    config = dataclasses.replace(digits_analysis.config, scope="all", detector="l2")
+    full = analyze(config)
+    assert "train" in full.run["cache_hits"]  # the same trained model, scored over all its layers
+    assert full.keys["model"] == digits_analysis.keys["model"]
+    assert full.keys["gradients"] != digits_analysis.keys["gradients"]
+    assert full.stats.scope == "all" and full.stats.sketch.shape == (1797, 1024)
+    assert len(full.stats.layer_names) == 4 and full.stats.layer_l2.shape == (1797, 4)
+    # the head is one of the layers: all-layer norms are larger, and the head's part is the closed form
+    assert (full.scores["oga_l2"] > digits_analysis.scores["oga_l2"]).all()
+    head = full.stats.layer_names.index("head")
+    np.testing.assert_allclose(full.stats.layer_l2[:, head], digits_analysis.scores["oga_l2"], rtol=1e-4)
+    np.testing.assert_allclose(full.scores["loss"], digits_analysis.scores["loss"], rtol=1e-4, atol=1e-6)
+    assert full.noise is not None and full.scores["noisy"].equals(digits_analysis.scores["noisy"])
+    from oga_core.evaluate import detection_metrics
+
+    m = detection_metrics(full.scores, full.noise.noisy).set_index("score")
+    assert m.loc["oga_l2", "auroc"] > 0.9 and m.loc["oga_iforest", "auroc"] > 0.9  # iForest on the sketch
+    again = analyze(config)
+    assert again.run["cache_hits"] == ALL_CACHED
+    assert again.stats.layer_names == full.stats.layer_names
+    np.testing.assert_array_equal(again.stats.sketch, full.stats.sketch)
+
+
+def test_scoring_a_saved_checkpoint_reproduces_the_analysis(digits_analysis):
+    config = dataclasses.replace(digits_analysis.config, checkpoint=str(_model_file(digits_analysis)))
+    assert config.resolved_epochs() == 0
+    scored = analyze(config)
+    assert "train" not in scored.run["cache_hits"] and scored.run["epochs"] == 0
+    assert scored.keys["model"] != digits_analysis.keys["model"]  # the checkpoint's bytes are in the key
+    np.testing.assert_allclose(scored.stats.logits, digits_analysis.stats.logits, rtol=1e-5, atol=1e-5)
+    assert (scored.scores["flagged"] == digits_analysis.scores["flagged"]).all()
+
+
+def test_workspace_records_the_latest_analysis(digits_analysis):
+    analyze(digits_analysis.config)
+    ws = digits_analysis.workspace
+    assert_frame_equal(pd.read_parquet(ws / "latest_scores.parquet"), digits_analysis.scores)
+    assert read_json(ws / "latest_run.json")["data_id"] == digits_analysis.data_id
+    assert read_json(ws / "source.json") == {
+        "data": "demo:digits", "data_id": digits_analysis.data_id, "classes": [str(k) for k in range(10)],
+    }  # fmt: skip
+
+
+def test_map_coords_are_cached(digits_analysis):
+    coords = digits_analysis.map_coords(method="pca")
+    assert coords.shape == (1797, 2) and coords.dtype == np.float32 and np.isfinite(coords).all()
+    again = digits_analysis.map_coords(method="pca")
+    np.testing.assert_array_equal(again, coords)
+    grads = digits_analysis.map_coords(method="pca", space="gradients")
+    assert not np.allclose(grads, coords)
+    with pytest.raises(OgaError, match="unknown map space"):
+        digits_analysis.map_coords(method="pca", space="pixels")
+
+
+def test_unreadable_files_stop_the_analysis_or_are_skipped(tmp_path, make_images):
+    root = make_images(tmp_path / "d", {"a": 3, "b": 3})
+    (root / "b" / "corrupt.png").write_bytes(b"garbage")
+    config = AnalysisConfig(data=f"folder:{root}", image_size=8)
+    cache = Cache(tmp_path / "cache")
+    with pytest.raises(DataError, match=r"1 unreadable image\(s\): .*corrupt.png"):
+        load_data(config, cache)
+    skipped = load_data(dataclasses.replace(config, skip_unreadable=True), cache)
+    assert "b/corrupt.png" not in skipped.dataset.ids and len(skipped.dataset) == 6
+    assert skipped.pixels.shape == (6, 3, 8, 8) and skipped.pixels.any(axis=(1, 2, 3)).all()
+    assert skipped.fingerprint == load_source(f"folder:{root}").fingerprint()  # the source as found
+    assert skipped.data_id != skipped.fingerprint  # the analysed data lacks a file
+    (root / "a" / "a_0.png").write_bytes(b"x")
+    (root / "a" / "a_1.png").write_bytes(b"x")
+    (root / "a" / "a_2.png").write_bytes(b"x")
+    with pytest.raises(DataError, match=r"4 unreadable .*\(\+1 more\)"):
+        load_data(config, cache)
+
+
+def test_a_tiny_folder_analysis_end_to_end(tmp_path, make_images):
+    root = make_images(tmp_path / "d", {"cat": 6, "dog": 6}, size=8)
+    config = AnalysisConfig(data=f"folder:{root}", image_size=8, epochs=2, batch_size=4, budget=0.25, detector="iforest")
+    a = analyze(config, cache=Cache(tmp_path / "cache"))
+    assert a.scores["sample_id"].tolist() == a.dataset.ids and int(a.scores["flagged"].sum()) == 3
+    assert a.noise is None and "noisy" not in a.scores and a.run["epochs"] == 2
+    assert a.data_id == a.run["data_fingerprint"]  # no noise: the data is the source as it is
+    assert a.cache.root == tmp_path / "cache" and (tmp_path / "cache" / "model").is_dir()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"scope": "middle"}, "unknown scope"),
+        ({"detector": "l3"}, "unknown detector"),
+        ({"budget": 1.5}, "budget"),
+        ({"noise": 1.0}, "noise rate"),
+        ({"noise_kind": "asym"}, "unknown noise kind"),
+        ({"epochs": -1}, "epochs"),
+        ({"batch_size": 0}, "batch size"),
+        ({"image_size": 2}, "image size"),
+    ],
+)
+def test_config_validation(change, message):
+    with pytest.raises(OgaError, match=message):
+        analyze(AnalysisConfig(**change))
+
+
+def test_resolved_epochs():
+    assert AnalysisConfig().resolved_epochs() == 12
+    assert AnalysisConfig(model="resnet18").resolved_epochs() == 8
+    assert AnalysisConfig(checkpoint="x.pt").resolved_epochs() == 0
+    assert AnalysisConfig(checkpoint="x.pt", epochs=3).resolved_epochs() == 3

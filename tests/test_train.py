@@ -1,0 +1,91 @@
+"""oga_core/train.py: seeded, reproducible training that learns; devices; input statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from oga_core.errors import OgaError
+from oga_core.models import build_model
+from oga_core.train import channel_stats, resolve_device, to_float, train
+
+
+def _toy(n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two learnable classes of 1x8x8 images: bright top half vs bright bottom half, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    pixels = rng.integers(0, 60, (n, 1, 8, 8)).astype(np.uint8)
+    pixels[labels == 0, :, :4] += 150
+    pixels[labels == 1, :, 4:] += 150
+    return pixels, labels
+
+
+def _model(seed: int = 0):
+    return build_model("small_cnn", num_classes=2, in_channels=1, image_size=8, seed=seed)
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    pixels, labels = _toy()
+    runs = []
+    for seed in (1, 1, 2):
+        runs.append(train(_model(), pixels, labels, epochs=2, batch_size=16, seed=seed).model.state_dict())
+    for k in runs[0]:
+        assert torch.equal(runs[0][k], runs[1][k]), k
+    assert not torch.equal(runs[0]["head.weight"], runs[2]["head.weight"])  # the seed orders the batches
+
+
+def test_loss_goes_down_and_the_model_learns():
+    pixels, labels = _toy()
+    steps = []
+    result = train(_model(), pixels, labels, epochs=6, batch_size=16, lr=5e-3, progress=lambda s, t: steps.append((s, t)))
+    losses = [h["loss"] for h in result.history]
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5, 6]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert result.history[-1]["accuracy"] >= 0.95
+    assert steps[-1] == (24, 24) and len(steps) == 24  # 6 epochs x 4 batches, every step reported
+    assert result.seconds > 0 and not result.model.training  # handed back in eval mode
+    with torch.no_grad():
+        pred = result.model(to_float(torch.from_numpy(pixels), torch.device("cpu"))).argmax(1).numpy()
+    assert (pred == labels).mean() >= 0.95
+
+
+def test_zero_epochs_returns_the_model_untouched():
+    pixels, labels = _toy()
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train(model, pixels, labels, epochs=0)
+    assert result.model is model and result.history == [] and not model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_a_last_batch_of_one_is_skipped_for_batchnorm():
+    pixels, labels = _toy(n=9)
+    model = build_model("resnet18", num_classes=2, in_channels=1, image_size=8)
+    result = train(model, pixels, labels, epochs=1, batch_size=4)  # batches of 4, 4 and 1
+    assert result.history[0]["loss"] > 0 and np.isfinite(result.history[0]["loss"])
+
+
+def test_resolve_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(OgaError, match="torch sees no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(OgaError, match="torch sees no CUDA GPU"):
+        resolve_device("cuda:1")
+    with pytest.raises(OgaError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+
+
+def test_channel_stats_and_to_float():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (10, 3, 4, 4), dtype=np.uint8)
+    mean, std = channel_stats(pixels)
+    x = pixels.astype(np.float64) / 255
+    np.testing.assert_allclose(mean.numpy(), x.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(std.numpy(), x.std(axis=(0, 2, 3), ddof=1), rtol=1e-4)
+    f = to_float(torch.from_numpy(pixels), torch.device("cpu"))
+    assert f.dtype == torch.float32 and float(f.max()) <= 1.0
+    np.testing.assert_allclose(f.numpy(), x, rtol=1e-6)
