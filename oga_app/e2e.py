@@ -1,0 +1,143 @@
+"""Run the app in a real Streamlit server and drive it from Chromium (browser test, screenshots).
+
+Chromium is Debian's ``/usr/bin/chromium`` driven through the ``playwright`` Python package;
+``playwright install`` is never used (it downloads a browser). Neither is imported by the app.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("OGA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class StreamlitServer:
+    """``streamlit run app.py`` on 127.0.0.1 in its own process group, with ``env`` added.
+
+    ``start`` waits for ``/_stcore/health``; ``kill`` ends the process group with SIGKILL (what
+    a crash or ``kill -9`` does), ``stop`` with SIGTERM. Output goes to ``log``.
+    """
+
+    def __init__(self, home: Path, *, port: int | None = None, log: Path | None = None, threads: int = 1) -> None:
+        self.home = Path(home)
+        self.port = port or free_port()
+        self.log = Path(log) if log else self.home / "streamlit.log"
+        self.env = {**os.environ, "OGA_HOME": str(self.home), "OGA_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90) -> StreamlitServer:
+        cmd = [
+            sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+            "--server.address=127.0.0.1", f"--server.port={self.port}", "--browser.gatherUsageStats=false",
+            "--server.fileWatcherType=none",
+        ]  # fmt: skip
+        self.home.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {self.proc.returncode}; log:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        self.kill()
+        raise TimeoutError(f"streamlit did not answer /_stcore/health within {timeout} s")
+
+    def _signal(self, sig: int) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=20)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+
+@contextmanager
+def server(home: Path, **kwargs: object) -> Iterator[StreamlitServer]:
+    s = StreamlitServer(home, **kwargs).start()  # type: ignore[arg-type]
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@contextmanager
+def browser(*, width: int = 1480, height: int = 1000) -> Iterator[object]:
+    """A playwright page in headless Chromium (sync API)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = chromium.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+            yield context.new_page()
+        finally:
+            chromium.close()
+
+
+def wait_idle(page: object, timeout: float = 120_000) -> None:
+    """Wait until the script run in the browser has finished (no 'running' indicator)."""
+    page.wait_for_timeout(300)  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'",
+        timeout=timeout,
+    )
+    # Widgets are drawn lazily after the run: wait for their skeletons and for images to load.
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => !document.querySelector('[data-testid=\"stSkeletonElement\"], [data-testid=\"stSkeleton\"]')"
+        " && [...document.images].every(i => i.complete)",
+        timeout=timeout,
+    )
+    page.wait_for_timeout(300)  # type: ignore[attr-defined]
+
+
+def key_css(key: str) -> str:
+    """The CSS selector of the element Streamlit renders for a widget or container ``key``."""
+    # The frontend writes `st-key-` + the key with every character outside [A-Za-z0-9_-] as '-'.
+    return ".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip())

@@ -1,0 +1,163 @@
+"""Plotly figures of the Explore and Evaluate pages, built from plain frames of ``oga_core``.
+
+Every map trace carries the sample ids in ``customdata``: a selection is read back as ids,
+never as point indices (which count within one trace, and Plotly draws one trace per colour).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from oga_core import summaries
+
+COLOR_BY = ("score", "given label", "predicted label", "flagged", "decision")
+# Past this many points one scattergl trace gets sluggish in the browser (DESIGN.md section 6):
+# draw a density image of everything and markers only for flagged or decided samples.
+MAX_POINTS = 60_000
+DECISION_COLORS = {"undecided": "#b0b7c3", "keep": "#2ca02c", "drop": "#d62728", "relabel": "#1f77b4"}
+FLAG_COLOR = "#e4572e"
+
+
+def _hover(frame: pd.DataFrame) -> list[str]:
+    return [
+        f"<b>{sid}</b><br>given {g} · predicted {p}<br>score {s:.3g} (#{r})"
+        + (f"<br>{d}" if d != "undecided" else "")
+        for sid, g, p, s, r, d in frame[["sample_id", "label_name", "pred_name", "score", "rank", "decision"]].itertuples(
+            index=False
+        )
+    ]
+
+
+def _sizes(frame: pd.DataFrame, point_size: float) -> np.ndarray:
+    return np.where(frame["flagged"].to_numpy(dtype=bool), point_size * 1.9, point_size)
+
+
+def _points(frame: pd.DataFrame, name: str, point_size: float, **marker: object) -> go.Scattergl:
+    return go.Scattergl(
+        x=frame["x"],
+        y=frame["y"],
+        mode="markers",
+        name=name,
+        customdata=frame["sample_id"].to_numpy(dtype=object),
+        text=_hover(frame),
+        hovertemplate="%{text}<extra></extra>",
+        marker={"size": _sizes(frame, point_size), "line": {"width": 0}, **marker},
+        unselected={"marker": {"opacity": 0.35}},  # Plotly's default fades the rest to near white
+    )
+
+
+def map_figure(
+    frame: pd.DataFrame, *, color_by: str = "score", classes: Sequence[str] = (), point_size: float = 5.0, height: int = 600
+) -> go.Figure:
+    """The 2-D map of :func:`oga_core.summaries.map_frame` rows; flagged samples drawn larger.
+
+    Box and lasso select by default (``dragmode="select"``); ids ride in ``customdata``.
+    """
+    if color_by not in COLOR_BY:
+        raise ValueError(f"unknown colouring '{color_by}': use one of {', '.join(COLOR_BY)}")
+    fig = go.Figure()
+    if len(frame) > MAX_POINTS:
+        grid, xc, yc = summaries.density_grid(frame[["x", "y"]].to_numpy())
+        fig.add_trace(
+            go.Heatmap(
+                x=xc, y=yc, z=np.log1p(grid), colorscale="Greys", showscale=False, hoverinfo="skip", name="all samples"
+            )
+        )
+        frame = frame[frame["flagged"].to_numpy(dtype=bool) | (frame["decision"] != "undecided").to_numpy()]
+    if color_by == "score":
+        ordered = frame.sort_values("score")  # most suspicious drawn last, on top
+        fig.add_trace(
+            _points(
+                ordered, "samples", point_size, color=ordered["score"], colorscale="Viridis",
+                colorbar={"title": {"text": "score"}, "thickness": 12}, showscale=True,
+            )
+        )  # fmt: skip
+    elif color_by in ("given label", "predicted label"):
+        column = "label_name" if color_by == "given label" else "pred_name"
+        palette = qualitative.Dark24 if len(classes) > 10 else qualitative.T10
+        order = list(map(str, classes)) or sorted(frame[column].astype(str).unique())
+        for i, name in enumerate(order):
+            part = frame[frame[column].astype(str) == name]
+            if len(part):
+                fig.add_trace(_points(part, name, point_size, color=palette[i % len(palette)]))
+    elif color_by == "flagged":
+        flagged = frame["flagged"].to_numpy(dtype=bool)
+        fig.add_trace(_points(frame[~flagged], "not flagged", point_size, color="#b0b7c3"))
+        fig.add_trace(_points(frame[flagged], "flagged", point_size, color=FLAG_COLOR))
+    else:
+        for state, color in DECISION_COLORS.items():
+            part = frame[frame["decision"] == state]
+            if len(part):
+                fig.add_trace(_points(part, state, point_size, color=color))
+    fig.update_layout(
+        dragmode="select",
+        height=height,
+        margin={"l": 8, "r": 8, "t": 8, "b": 8},
+        legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom", "itemsizing": "constant"},
+        uirevision="map",  # keeps zoom and pan across reruns
+        hoverlabel={"align": "left"},
+    )
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None, scaleanchor=None)
+    return fig
+
+
+def score_histogram(scores: pd.DataFrame, *, detector_label: str = "score", log_y: bool = False, height: int = 300) -> go.Figure:
+    """Histogram of the ranking score, flagged samples in their own colour, the budget cut as a line."""
+    values = scores["score"].to_numpy(dtype=np.float64)
+    flagged = scores["flagged"].to_numpy(dtype=bool)
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    size = (hi - lo) / 60 if hi > lo else 1.0
+    bins = {"start": lo, "end": hi + size, "size": size}
+    fig = go.Figure()
+    fig.add_trace(go.Histogram(x=values[~flagged], xbins=bins, name="not flagged", marker_color="#9aa5b1"))
+    fig.add_trace(go.Histogram(x=values[flagged], xbins=bins, name="flagged", marker_color=FLAG_COLOR))
+    cut = summaries.budget_cut(scores)
+    if cut is not None:
+        fig.add_vline(
+            x=cut, line_dash="dash", line_color="#333",
+            annotation_text=f"budget cut: {int(flagged.sum())} flagged", annotation_position="top left",
+        )  # fmt: skip
+    fig.update_layout(
+        barmode="stack",
+        height=height,
+        margin={"l": 8, "r": 8, "t": 28, "b": 8},
+        legend={"orientation": "h", "y": 1.12, "x": 0, "xanchor": "left"},
+        xaxis_title=detector_label,
+        yaxis_title="samples",
+        bargap=0.02,
+    )
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def precision_figure(curve: pd.DataFrame, *, marks: dict[str, int] | None = None, active: str | None = None, height: int = 360) -> go.Figure:
+    """Precision of the top-k against k, one line per score column (``summaries.precision_curve``)."""
+    fig = go.Figure()
+    palette = qualitative.T10
+    for i, (name, part) in enumerate(curve.groupby("score", sort=False)):
+        fig.add_trace(
+            go.Scatter(
+                x=part["k"], y=part["precision"], mode="lines", name=name,
+                line={"width": 3.5 if name == active else 1.8, "color": palette[i % len(palette)]},
+                hovertemplate=f"{name}<br>top %{{x}}: precision %{{y:.2f}}<extra></extra>",
+            )
+        )  # fmt: skip
+    for label, k in (marks or {}).items():
+        fig.add_vline(x=k, line_dash="dot", line_color="#777", annotation_text=label, annotation_position="bottom right")
+    fig.update_layout(
+        height=height,
+        margin={"l": 8, "r": 8, "t": 8, "b": 8},
+        xaxis_title="k (samples reviewed, most suspicious first)",
+        yaxis_title="precision among the top k",
+        yaxis_range=[0, 1.02],
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
