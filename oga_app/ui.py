@@ -38,7 +38,7 @@ from oga_core import summaries
 from oga_core.decisions import Decision, DecisionStore
 from oga_core.detectors import DEFAULT_BUDGET, DETECTORS
 from oga_core.errors import OgaError
-from oga_core.pipeline import STAGES, Analysis, AnalysisConfig, analyze
+from oga_core.pipeline import STAGES, Analysis, AnalysisConfig, analyze, record_latest
 from oga_core.store import oga_home
 
 _LOG = logging.getLogger("oga.app")
@@ -225,6 +225,7 @@ class AnalysisRegistry:
         if found is not None and found.data_id == analysis.data_id:
             return found
         ranked = analysis.rescore(detector=config.detector, budget=config.budget, per_class=config.per_class)
+        record_latest(ranked)  # so `oga export` scores rows by the ranking the person looked at
         with self._lock:
             self._ranked[config] = ranked
             while len(self._ranked) > 16:
