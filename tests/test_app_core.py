@@ -311,6 +311,8 @@ def test_registry_runs_one_job_per_config_and_keeps_it_past_a_stopped_page(monke
         return FakeAnalysis(config)
 
     monkeypatch.setattr(ui, "analyze", fake_analyze)
+    recorded = []
+    monkeypatch.setattr(ui, "record_latest", recorded.append)
     registry = ui.AnalysisRegistry()
     config = AnalysisConfig(data="demo:digits")
     seen: list[tuple[str, int, int]] = []
@@ -334,6 +336,7 @@ def test_registry_runs_one_job_per_config_and_keeps_it_past_a_stopped_page(monke
     waiter.join(5)
     assert len(calls) == 1
     assert results[0].config.detector == "loss"  # ranked as the second caller asked
+    assert recorded == [results[0]]  # the re-ranked scores became the workspace's latest
     assert ("train", 2, 2) in seen
     assert registry.peek(config) is not None and not registry.running(config)
 
