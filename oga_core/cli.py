@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,13 +91,22 @@ def _progress_bars(quiet: bool) -> Callable[[str, int, int], None] | None:
     def report(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=f"{stage:>9}", unit="", leave=True, file=sys.stderr)
-        if bar.total != total:
-            bar.total = total
+            # A pty that reports no size (ssh -T, `script`, CI runners) makes tqdm measure -1 rows and
+            # hide every bar; shutil falls back to $COLUMNS / $LINES or 80 x 24.
+            size = shutil.get_terminal_size()
+            bar = bars[stage] = tqdm(
+                total=total, desc=f"{stage:>9}", unit="", leave=True, file=sys.stderr,
+                ncols=min(100, size.columns), nrows=max(size.lines, 10),
+            )  # fmt: skip
+        ending = (done, total) == (1, 1)  # the pipeline ends every stage with (1, 1)
+        if ending and bar.total > 1:  # keep the stage's real count on the finished bar
+            done = total = bar.total
+        bar.total = total
         bar.n = done
         bar.refresh()
-        if done >= total and total == 1:
+        if ending:
             bar.close()
+            del bars[stage]
 
     return report
 
