@@ -152,6 +152,33 @@ def test_console_script_prints_one_line_and_no_traceback(tmp_path):
     assert errors == [f"oga: error: image folder {tmp_path / 'nowhere'} does not exist"], proc.stderr
 
 
+def test_progress_bars_on_a_terminal(tmp_path, digits_analysis):
+    """On a terminal (a pty that reports no size, as under ssh -T or CI) every stage draws a bar."""
+    import pty
+
+    script = shutil.which("oga") or str(Path(sys.executable).parent / "oga")
+    config = digits_analysis.config  # cached: the command only loads and ranks
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec the console script with the pty as its terminal
+        os.environ.update(OGA_THREADS="1", OMP_NUM_THREADS="1")
+        os.execv(script, [script, "analyze", "--data", config.data, "--noise", str(config.noise),
+                          "--seed", str(config.seed), "--out", str(tmp_path / "o")])  # fmt: skip
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the pty
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    text = b"".join(chunks).decode(errors="replace").replace("\r", "\n")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    for stage in ("data", "decode", "train", "gradients", "scores"):
+        assert re.search(rf"{stage}: 100%\|", text), (stage, text)
+
+
 # -- decide / undo / export ----------------------------------------------------------------------
 def test_decide_undo_export_round_trip(tmp_path, capsys, make_images):
     root = make_images(tmp_path / "src", {"cat": 3, "dog": 3})
