@@ -233,25 +233,26 @@ class _LayerStats:
             self.sketch.add(self.sketch_out[lo:hi], f"{self.name}.{part}", block)
 
 
-def _weight_grads(a: torch.Tensor, b: torch.Tensor, stats: _LayerStats) -> None:
+def _weight_grads(a: torch.Tensor, b: torch.Tensor, stats: _LayerStats, lo: int = 0) -> None:
     """Feed the per-sample gradients ``sum_t b_t a_t^T`` of ``a (B, G, T, din)``, ``b (B, G, T, dout)``
-    (G groups) into ``stats``, by the cheapest exact route."""
+    (G groups; samples ``lo .. lo + B`` of the batch) into ``stats``, by the cheapest exact route."""
     bsz, groups, t, din = a.shape
     dout = b.shape[3]
+    rows = slice(lo, lo + bsz)
     if t == 1 and not stats.sketch:  # an outer product: both norms factorise exactly
         sa, sb = a.pow(2).sum(3), b.pow(2).sum(3)
-        stats.sq += (sa * sb).sum((1, 2))
+        stats.sq[rows] += (sa * sb).sum((1, 2))
         if stats.want_l1:
-            stats.l1 += (a.abs().sum(3) * b.abs().sum(3)).sum((1, 2))
+            stats.l1[rows] += (a.abs().sum(3) * b.abs().sum(3)).sum((1, 2))
         return
     if not stats.needs_blocks and t * t <= din * dout:
         # ghost norm: <G, G> = sum_{t,s} (a_t . a_s)(b_t . b_s), no (dout, din) matrix formed
-        stats.sq += (a @ a.transpose(2, 3) * (b @ b.transpose(2, 3))).sum((1, 2, 3))
+        stats.sq[rows] += (a @ a.transpose(2, 3) * (b @ b.transpose(2, 3))).sum((1, 2, 3))
         return
     chunk = max(1, _MATERIALIZE_BUDGET // (groups * din * dout))
-    for lo in range(0, bsz, chunk):
-        g = b[lo : lo + chunk].transpose(2, 3) @ a[lo : lo + chunk]  # (c, G, dout, din)
-        stats.add("weight", g.flatten(1), lo)
+    for s in range(0, bsz, chunk):
+        g = b[s : s + chunk].transpose(2, 3) @ a[s : s + chunk]  # (c, G, dout, din)
+        stats.add("weight", g.flatten(1), lo + s)
 
 
 def _layer_stats(module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weight: bool, bias: bool, stats: _LayerStats) -> None:
@@ -268,18 +269,28 @@ def _layer_stats(module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weig
             stats.add("bias", gout.sum(dims) if dims else gout)
         return
     if isinstance(module, nn.Linear):
-        a = x.reshape(bsz, 1, -1, x.shape[-1])
-        b = gout.reshape(bsz, 1, -1, gout.shape[-1])
-    else:  # Conv2d: unfold the input into (B, T, Cin*kh*kw) patches, split by group
+        t, din = x[0].numel() // x.shape[-1], x.shape[-1]
+    else:
         conv: nn.Conv2d = module  # type: ignore[assignment]
-        cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=_conv_padding(conv), stride=conv.stride)
-        t, g = cols.shape[2], conv.groups
-        a = cols.view(bsz, g, -1, t).transpose(2, 3)
-        b = gout.flatten(2).view(bsz, g, -1, t).transpose(2, 3)
-    if weight:
-        _weight_grads(a, b, stats)
-    if bias:
-        stats.add("bias", b.sum(2).flatten(1))
+        t, din = gout[0, 0].numel(), x.shape[1] * conv.kernel_size[0] * conv.kernel_size[1]
+    # Samples a few at a time: an unfolded conv input (T x Cin*k*k) or a ghost Gram matrix (T x T)
+    # per sample would otherwise double the memory of the pass (ResNet-18's first stage: 300 MB).
+    chunk = max(1, _MATERIALIZE_BUDGET // (t * max(din, 2 * t)))
+    for lo in range(0, bsz, chunk):
+        xs, gs = x[lo : lo + chunk], gout[lo : lo + chunk]
+        n = xs.shape[0]
+        if isinstance(module, nn.Linear):
+            a = xs.reshape(n, 1, -1, xs.shape[-1])
+            b = gs.reshape(n, 1, -1, gs.shape[-1])
+        else:  # Conv2d: unfold the input into (n, T, Cin*kh*kw) patches, split by group
+            cols = F.unfold(xs, conv.kernel_size, dilation=conv.dilation, padding=_conv_padding(conv), stride=conv.stride)
+            g = conv.groups
+            a = cols.view(n, g, -1, t).transpose(2, 3)
+            b = gs.flatten(2).view(n, g, -1, t).transpose(2, 3)
+        if weight:
+            _weight_grads(a, b, stats, lo)
+        if bias:
+            stats.add("bias", b.sum(2).flatten(1), lo)
 
 
 def all_layer_norms(
