@@ -36,7 +36,7 @@ import streamlit as st
 
 from oga_core import summaries
 from oga_core.decisions import Decision, DecisionStore
-from oga_core.detectors import DEFAULT_BUDGET, DETECTORS
+from oga_core.detectors import DEFAULT_BUDGET, DEFAULT_DETECTOR, DETECTORS
 from oga_core.errors import OgaError
 from oga_core.pipeline import STAGES, Analysis, AnalysisConfig, analyze, record_latest
 from oga_core.store import oga_home
@@ -116,7 +116,7 @@ def configure_threads() -> int:
 # -- the analysis registry -------------------------------------------------------------------
 def base_config(config: AnalysisConfig) -> AnalysisConfig:
     """``config`` without its ranking (detector, budget, per-class): what needs computing."""
-    return dataclasses.replace(config, detector="l1", budget=DEFAULT_BUDGET, per_class=False)
+    return dataclasses.replace(config, detector=DEFAULT_DETECTOR, budget=DEFAULT_BUDGET, per_class=False)
 
 
 class _Job:

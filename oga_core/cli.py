@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch-size", type=int, default=128)
     a.add_argument("--lr", type=float, default=2e-3)
     a.add_argument("--scope", default="last", choices=["last", "all"], help="gradient of the last layer (closed form) or of all layers")
-    a.add_argument("--detector", default="l1", choices=["l1", "l2", "iforest", "loss", "el2n", "margin"], help="score that decides 'flagged'")
+    a.add_argument(
+        "--detector", default="l2", choices=["l1", "l2", "iforest", "loss", "el2n", "margin"],
+        help="score that decides 'flagged' (default l2: the OGA gradient L2 norm)",
+    )
     a.add_argument("--budget", type=float, default=0.05, help="fraction of samples to flag (default 0.05)")
     a.add_argument("--per-class", action="store_true", help="rank samples within their class")
     a.add_argument("--device", default="auto", help="auto | cpu | cuda")

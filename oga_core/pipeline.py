@@ -56,7 +56,7 @@ class AnalysisConfig:
     batch_size: int = 128
     lr: float = 2e-3
     scope: str = "last"
-    detector: str = "l1"
+    detector: str = detectors.DEFAULT_DETECTOR
     budget: float = detectors.DEFAULT_BUDGET
     per_class: bool = False
     noise: float = 0.0

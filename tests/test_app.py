@@ -433,7 +433,7 @@ def test_evaluate_scores_every_detector_and_the_persons_calls(home, demo):
     assert set(metrics["score"]) == {"oga_l1", "oga_l2", "oga_iforest", "loss", "el2n", "margin"}
     for col in ("auroc", "ap", "precision@90", "recall@90", "precision@180", "recall@180"):
         assert col in metrics.columns
-    assert metrics.set_index("score").loc["oga_l1", "in use"].startswith("◀")
+    assert metrics.set_index("score").loc["oga_l2", "in use"].startswith("◀")  # the default detector
     assert (metrics["auroc"] > 0.9).all()  # on digits every detector finds the flips
     shown = {m.label: m.value for m in at.metric}
     assert shown["Precision of your drop / relabel calls"] == "67%"  # 2 of 3 bad calls right

@@ -286,7 +286,7 @@ def test_ids_from_points_reads_customdata_not_indices():
 def test_base_config_drops_only_the_ranking():
     config = AnalysisConfig(data="demo:digits", noise=0.1, detector="loss", budget=0.2, per_class=True, scope="all")
     base = ui.base_config(config)
-    assert base == dataclasses.replace(config, detector="l1", budget=0.05, per_class=False)
+    assert base == dataclasses.replace(config, detector="l2", budget=0.05, per_class=False)
     assert ui.base_config(dataclasses.replace(config, detector="margin")) == base
 
 

@@ -44,7 +44,7 @@ def test_analyze_digits_writes_scores_and_run(tmp_path, capsys, digits_analysis)
     out = tmp_path / "run"
     assert main(["analyze", "--data", "demo:digits", "--noise", "0.2", "--seed", "0", "--out", str(out)]) == 0
     stdout, stderr = capsys.readouterr()
-    assert "1797 samples, 10 classes" in stdout and "flagged 90 by l1" in stdout and "AUROC vs injected noise" in stdout
+    assert "1797 samples, 10 classes" in stdout and "flagged 90 by l2" in stdout and "AUROC vs injected noise" in stdout
     assert [line for line in stderr.splitlines() if not PROGRESS.match(line)] == []
 
     scores = pd.read_csv(out / "scores.csv")
@@ -57,8 +57,8 @@ def test_analyze_digits_writes_scores_and_run(tmp_path, capsys, digits_analysis)
     assert (scores.loc[scores["noisy"], "label"] != scores.loc[scores["noisy"], "clean_label"]).all()
     auroc = roc_auc_score(scores["noisy"], scores["oga_l1"])
     assert auroc >= 0.9, auroc
-    # flagged = the top 5% by the chosen detector (l1)
-    assert scores.loc[scores["flagged"], "oga_l1"].min() >= scores.loc[~scores["flagged"], "oga_l1"].max()
+    # flagged = the top 5% by the default detector (l2)
+    assert scores.loc[scores["flagged"], "oga_l2"].min() >= scores.loc[~scores["flagged"], "oga_l2"].max()
 
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["data"] == "demo:digits" and run["config"]["noise"] == 0.2 and run["config"]["seed"] == 0

@@ -43,7 +43,7 @@ def test_the_digits_analysis(digits_analysis):
     assert s["label_name"].tolist() == [str(k) for k in expected.given]
     probs = torch.softmax(torch.from_numpy(a.stats.logits).double(), 1).numpy()
     np.testing.assert_allclose(s["confidence"], probs.max(1))
-    np.testing.assert_array_equal(s["score"], s["oga_l1"])  # detector l1, global ranking
+    np.testing.assert_array_equal(s["score"], s["oga_l2"])  # the default detector l2, global ranking
     assert s.loc[s["rank"] == 1, "score"].item() == s["score"].max()
     assert sorted(s["rank"]) == list(range(1, n + 1))
     assert int(s["flagged"].sum()) == round(0.05 * n) == 90
@@ -99,7 +99,7 @@ def test_changing_only_the_ranking_recomputes_no_gradient(digits_analysis, chang
 def test_per_class_ranking_spreads_the_budget(digits_analysis):
     per = digits_analysis.rescore(per_class=True)
     labels = digits_analysis.dataset.labels
-    np.testing.assert_allclose(per.scores["score"], rank_within_class(per.scores["oga_l1"].to_numpy(), labels))
+    np.testing.assert_allclose(per.scores["score"], rank_within_class(per.scores["oga_l2"].to_numpy(), labels))
     counts = np.bincount(labels[per.scores["flagged"].to_numpy()], minlength=10)
     assert counts.sum() == 90 and counts.min() >= 6 and counts.max() <= 12
     assert not digits_analysis.scores.equals(per.scores)  # the original is untouched

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from oga_core.bench import quality as q
+from oga_core.detectors import DEFAULT_DETECTOR, detector_column
 
 LAST_LAYER_GOAL = 1.3  # last-layer scoring time / one inference pass, at most (the issue's goal)
 README_START = "<!-- oga-bench:start -->"
@@ -122,7 +123,7 @@ def quality_table(
 
 def quality_losses(part: dict[str, Any], retrained: tuple[str, ...]) -> list[str]:
     """Computed "where OGA does not win" lines: per metric, the baselines whose mean beats the best
-    OGA column (and the default ``oga_l1``) in a setting, with the largest gap."""
+    OGA column (and the product's default detector column) in a setting, with the largest gap."""
     settings = q.settings_in_order(part)
     several_seeds = len({r["seed"] for r in part.get("runs", [])}) > 1
     lines = []
@@ -140,7 +141,8 @@ def quality_losses(part: dict[str, Any], retrained: tuple[str, ...]) -> list[str
     ]
     for metric, getter, oga_cols, base_cols in checks:
         stats = _stat_table(part, getter, oga_cols + base_cols)
-        for reference, label in ((oga_cols, "every OGA score"), (("oga_l1",), "`oga_l1` (the default)")):
+        default = detector_column(DEFAULT_DETECTOR)
+        for reference, label in ((oga_cols, "every OGA score"), ((default,), f"`{default}` (the default)")):
             beaten: dict[str, list[tuple[float, bool, str]]] = {}
             for s in settings:
                 ref = [(stats[(s, c)], c) for c in reference if (s, c) in stats]
