@@ -170,16 +170,25 @@ class AnalysisRegistry:
         with self._lock:
             return base_config(config) in self._jobs
 
-    def get(self, config: AnalysisConfig, progress: Callable[[str, int, int], None] | None = None) -> Analysis:
+    def get(
+        self, config: AnalysisConfig, progress: Callable[[str, int, int], None] | None = None, *, fresh: bool = False
+    ) -> Analysis:
         """The analysis for ``config``, computed (or loaded from the disk cache) if needed.
 
         ``progress(stage, done, total)`` is called from the caller's thread as the job advances.
-        Raises what :func:`analyze` raised (OgaError for bad input).
+        ``fresh``: ignore the copy in memory and run :func:`analyze` again, so files added, edited
+        or removed on disk since (or a checkpoint overwritten in place) are seen; unchanged steps
+        still come from the disk cache. Raises what :func:`analyze` raised (OgaError for bad input).
         """
+        base = base_config(config)
+        if fresh:
+            with self._lock:
+                self._ready.pop(base, None)
+                for key in [k for k in self._ranked if base_config(k) == base]:
+                    del self._ranked[key]
         found = self.peek(config)
         if found is not None:
             return found
-        base = base_config(config)
         with self._lock:
             job = self._jobs.get(base)
             if job is None:
@@ -343,8 +352,9 @@ def current_analysis() -> Analysis:
     return found if found is not None else run_analysis(config)
 
 
-def run_analysis(config: AnalysisConfig) -> Analysis:
-    """Analyse ``config`` with a status box and one progress bar per stage; OgaError on bad input."""
+def run_analysis(config: AnalysisConfig, *, fresh: bool = False) -> Analysis:
+    """Analyse ``config`` with a status box and one progress bar per stage; OgaError on bad input.
+    ``fresh``: look at the data on disk again (see :meth:`AnalysisRegistry.get`)."""
     config.validate()
     status = st.status(f"Analyzing {config.data} …", expanded=True)
     bars = {stage: status.progress(0.0, text=STAGE_LABELS[stage]) for stage in STAGES}
@@ -368,7 +378,7 @@ def run_analysis(config: AnalysisConfig) -> Analysis:
 
     start = time.perf_counter()
     try:
-        analysis = registry().get(config, progress)
+        analysis = registry().get(config, progress, fresh=fresh)
     except Exception:  # not Streamlit's stop / rerun signals: the page is going away then
         status.update(label=f"Could not analyze {config.data}", state="error", expanded=False)
         raise
@@ -380,8 +390,9 @@ def run_analysis(config: AnalysisConfig) -> Analysis:
 
 
 def start_analysis(config: AnalysisConfig) -> Analysis:
-    """Analyse new settings; only on success do they become the session's (and the saved) ones."""
-    analysis = run_analysis(config)
+    """Analyse new settings (an explicit request: the data on disk is looked at again); only on
+    success do they become the session's (and the saved) ones."""
+    analysis = run_analysis(config, fresh=True)
     st.session_state[CONFIG_KEY] = config
     save_last_config(config)
     return analysis

@@ -160,6 +160,8 @@ def _summary(analysis, run: dict) -> None:
         f"{run['num_samples']} samples, {run['num_classes']} classes; train accuracy {run['train_accuracy']:.3f}; "
         f"flagged {run['num_flagged']} by {analysis.config.detector} in {t['total']:.1f} s{hits}"
     )
+    if run.get("decisions_carried_over"):
+        print(f"carried {run['decisions_carried_over']} decision(s) over from an earlier version of this data")
     if "detection" in run:
         print("AUROC vs injected noise: " + ", ".join(f"{k} {v['auroc']:.3f}" for k, v in run["detection"].items()))
 
@@ -176,12 +178,15 @@ def _data_config(args: argparse.Namespace):
 def _open_data(args: argparse.Namespace):
     """The data set named by the data arguments, its id, and its decision store."""
     from oga_core.decisions import DecisionStore
-    from oga_core.pipeline import load_data
+    from oga_core.pipeline import adopt_earlier_decisions, load_data
     from oga_core.store import Cache
 
     config = _data_config(args)
     config.validate()
     loaded = load_data(config, Cache())
+    carried = adopt_earlier_decisions(config, loaded.dataset, loaded.data_id)
+    if carried:
+        print(f"carried {carried} decision(s) over from an earlier version of this data (oga undo takes them back)")
     return loaded, DecisionStore.for_data(loaded.data_id)
 
 
@@ -221,23 +226,42 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from oga_core.export import check_destination, cleaned_manifest, export_image_folder, write_manifest
+    from oga_core.export import (
+        check_destination, check_manifest_path, cleaned_manifest, export_image_folder, write_manifest,
+    )  # fmt: skip
 
     loaded, store = _open_data(args)
-    if args.folder is not None:  # refuse a bad folder before writing anything
+    check_manifest_path(args.out, loaded.dataset)  # refuse bad places before writing anything
+    if args.folder is not None:
         check_destination(args.folder, loaded.dataset, overwrite=args.overwrite)
-    latest = store.path.parent / "latest_scores.parquet"
-    scores = pd.read_parquet(latest) if latest.is_file() else None
+    scores = _latest_scores(store.path.parent)
     manifest = cleaned_manifest(loaded.dataset, store.table(), scores=scores, dropped=args.dropped)
+    if args.folder is not None:  # first: --out may name a file inside --folder
+        per_class = export_image_folder(loaded.dataset, manifest, args.folder, overwrite=args.overwrite)
+        print(f"copied {sum(per_class.values())} images in {len(per_class)} classes to {args.folder}")
     write_manifest(manifest, args.out)
     counts = manifest["action"].value_counts().to_dict()
     print(f"wrote {len(manifest)} rows to {args.out} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")")
-    if args.folder is not None:
-        per_class = export_image_folder(loaded.dataset, manifest, args.folder, overwrite=args.overwrite)
-        print(f"copied {sum(per_class.values())} images in {len(per_class)} classes to {args.folder}")
+    if scores is None:
+        print(
+            "note: this data, with these --noise / --seed / --skip-unreadable settings, has no analysis on "
+            "record: the score column is empty (run oga analyze with the same data settings)"
+        )
     return 0
+
+
+def _latest_scores(workspace: Path):
+    """The scores of the workspace's latest analysis, or None (never analysed, or unreadable)."""
+    import pandas as pd
+
+    latest = workspace / "latest_scores.parquet"
+    if not latest.is_file():
+        return None
+    try:
+        return pd.read_parquet(latest)
+    except Exception as exc:  # a torn file from a crash: the decisions matter, the scores can be redone
+        print(f"oga: note: ignoring unreadable {latest} ({type(exc).__name__}); run oga analyze again", file=sys.stderr)
+        return None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -258,8 +282,11 @@ def _writable_dir(path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    threads = os.environ.get("OGA_THREADS")
+    threads = os.environ.get("OGA_THREADS", "").strip()
     if threads:
+        if not threads.isdigit():
+            print(f"oga: error: OGA_THREADS must be a whole number, not '{threads}'", file=sys.stderr)
+            return 2
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
@@ -272,6 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("oga: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the app home or an output on a full, read-only or missing disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"oga: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except MemoryError:
         print("oga: error: out of memory; try a smaller --batch-size or --image-size", file=sys.stderr)
         return 3

@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -162,15 +163,18 @@ class LabeledImages:
                 for i in range(len(self)):
                     path = self.file_path(i)
                     try:
-                        h.update(path.read_bytes())  # type: ignore[union-attr]
+                        content = path.read_bytes()  # type: ignore[union-attr]
                     except OSError as exc:
                         raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+                    h.update(len(content).to_bytes(8, "little"))  # moving bytes between files changes the hash
+                    h.update(content)
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
     def stat_signature(self) -> str | None:
-        """For file sources, a hash of every file's path, size and modification time: cheap (no
-        file is read), so a caller can memoise :meth:`fingerprint` by it. None for arrays."""
+        """For file sources, a hash of every file's path, size, modification and change times: cheap
+        (no file is read), so a caller can memoise :meth:`fingerprint` by it. None for arrays. The
+        change time (ctime) cannot be set back by ``touch -r``, so edited content is always seen."""
         if self.paths is None:
             return None
         h = hashlib.blake2b(digest_size=16)
@@ -182,7 +186,7 @@ class LabeledImages:
                 st = self.file_path(i).stat()  # type: ignore[union-attr]
             except OSError:
                 return None  # let fingerprint() report the unreadable file
-            h.update(f"{rel}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1e".encode())
+            h.update(f"{rel}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1f{st.st_ctime_ns}\x1e".encode())
         return h.hexdigest()
 
     # -- images ------------------------------------------------------------------------------
@@ -223,7 +227,7 @@ class LabeledImages:
                 with Image.open(path) as im:
                     im.load()
                     return im.copy()
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
                 raise DataError(f"cannot read image {path}: {exc}") from None
         return array_to_image(self.image(index))
 
@@ -241,7 +245,8 @@ def _decode_file(path: Path, size: int, channels: int) -> np.ndarray:
             arr = np.asarray(im, dtype=np.uint8)
     except FileNotFoundError:
         raise _Unreadable("file not found") from None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # DecompressionBombError: a tiny file that would decode to hundreds of megapixels
         raise _Unreadable(f"not a readable image ({type(exc).__name__}: {exc})") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
@@ -429,7 +434,14 @@ def load_csv(manifest: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: 
     classes_file = root / "classes.txt"
     fixed_classes = None
     if classes_file.is_file():
-        fixed_classes = [c.strip() for c in classes_file.read_text(encoding="utf-8").splitlines() if c.strip()]
+        try:  # utf-8-sig: Notepad's byte-order mark is not part of the first class name
+            listed = classes_file.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read {classes_file} as UTF-8 text: {exc}") from None
+        fixed_classes = [c.strip() for c in listed.splitlines() if c.strip()]
+        repeated = sorted({c for c in fixed_classes if fixed_classes.count(c) > 1})
+        if repeated:
+            raise DataError(f"{classes_file} lists {', '.join(repeated)} more than once; each class once, please")
     distinct = {label for _, label in rows}
     if fixed_classes is not None:
         classes = fixed_classes
@@ -480,10 +492,67 @@ def load_csv(manifest: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: 
     )
 
 
-def load_torchvision(name: str, root: Path) -> LabeledImages:
-    """The train split of a torchvision dataset already on disk under ``root`` (no download)."""
-    import torchvision.datasets as tvd
+_CIFAR_LAYOUT = {
+    # name: (folder, train batch files, meta file, label key, class-name key)
+    "CIFAR10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "batches.meta", "labels", "label_names"),
+    "CIFAR100": ("cifar-100-python", ("train",), "meta", "fine_labels", "fine_label_names"),
+}
 
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """The CIFAR "python version" files are pickles. torchvision unpickles them with plain
+    ``pickle.load``, which runs whatever code a crafted file names; this reader builds only
+    dicts, lists, strings, numbers and numpy arrays and refuses every other class."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles spell a bytes object: str -> bytes, no code
+    }
+
+    def find_class(self, module: str, name: str):  # type: ignore[override]
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR file holds only arrays and lists")
+
+
+def _read_cifar_file(path: Path) -> dict[str, object]:
+    with open(path, "rb") as f:
+        obj = _ArrayUnpickler(f, encoding="latin1").load()
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path.name} holds a {type(obj).__name__}, not a dict")
+    return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
+
+
+def _load_cifar(canonical: str, root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """uint8 ``(N, 3, 32, 32)`` pixels, int64 labels and class names of a CIFAR train split."""
+    folder, batches, meta_name, label_key, names_key = _CIFAR_LAYOUT[canonical]
+    base = root / folder
+    missing = [name for name in (*batches, meta_name) if not (base / name).is_file()]
+    if missing:
+        raise FileNotFoundError(base / missing[0])
+    try:
+        data, labels = [], []
+        for name in batches:
+            batch = _read_cifar_file(base / name)
+            data.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(int(v) for v in batch[label_key])  # type: ignore[attr-defined]
+        classes = [str(c) for c in _read_cifar_file(base / meta_name)[names_key]]  # type: ignore[attr-defined]
+    except (pickle.UnpicklingError, KeyError, ValueError, TypeError, EOFError, OSError) as exc:
+        raise DataError(f"torchvision {canonical} under {root} cannot be read: {type(exc).__name__}: {exc}") from None
+    return np.concatenate(data), np.asarray(labels, dtype=np.int64), classes
+
+
+def load_torchvision(name: str, root: Path) -> LabeledImages:
+    """The train split of a torchvision dataset already on disk under ``root`` (no download).
+
+    MNIST and FashionMNIST are read by torchvision (plain binary files); CIFAR by oga's own
+    reader, which refuses anything but arrays in the pickled batches.
+    """
     canonical = {n.lower(): n for n in TORCHVISION_SETS}.get(name.lower())
     if canonical is None:
         raise DataError(f"unknown torchvision dataset '{name}': choose one of {', '.join(TORCHVISION_SETS)}")
@@ -494,43 +563,34 @@ def load_torchvision(name: str, root: Path) -> LabeledImages:
         "CIFAR10": root / "cifar-10-batches-py" / "data_batch_1",
         "CIFAR100": root / "cifar-100-python" / "train",
     }[canonical]
-    cls = getattr(tvd, canonical)
+    not_found = DataError(
+        f"torchvision {canonical} not found under {root}: expected {expected} "
+        f"(oga never downloads; fetch it once with torchvision.datasets.{canonical}(root, download=True))"
+    )
     if canonical.startswith("CIFAR"):
-        # torchvision checks CIFAR files against the release's MD5 sums; we only need them present
-        # (a re-packed or partial copy is still the user's data), the reader validates the format.
-        # The same goes for batches.meta, whose MD5 torchvision's _load_meta also checks.
-        cls = type(canonical, (cls,), {"_check_integrity": lambda self: expected.is_file(), "_load_meta": _cifar_meta})
+        try:
+            pixels, targets, classes = _load_cifar(canonical, root)
+        except FileNotFoundError:
+            raise not_found from None
     else:
+        import torchvision.datasets as tvd
+
         # torchvision's MNIST readers also demand the t10k (test) files; oga reads only the train split.
         labels_file = expected.with_name("train-labels-idx1-ubyte")
-        cls = type(canonical, (cls,), {"_check_exists": lambda self: expected.is_file() and labels_file.is_file()})
-    try:
-        ds = cls(str(root), train=True, download=False)
-    except RuntimeError as exc:
-        raise DataError(
-            f"torchvision {canonical} not found under {root}: expected {expected} "
-            f"(oga never downloads; fetch it once with torchvision.datasets.{canonical}(root, download=True))"
-        ) from exc
-    except Exception as exc:  # a truncated or foreign file: say which set and where
-        raise DataError(f"torchvision {canonical} under {root} cannot be read: {type(exc).__name__}: {exc}") from None
-    data = np.asarray(ds.data)
-    pixels = data[:, None] if data.ndim == 3 else data.transpose(0, 3, 1, 2)
-    classes = [str(c) for c in getattr(ds, "classes", [])] or [str(k) for k in range(int(max(ds.targets)) + 1)]
+        cls = type(canonical, (getattr(tvd, canonical),), {"_check_exists": lambda self: expected.is_file() and labels_file.is_file()})
+        try:
+            ds = cls(str(root), train=True, download=False)
+        except RuntimeError:
+            raise not_found from None
+        except Exception as exc:  # a truncated or foreign file: say which set and where
+            raise DataError(f"torchvision {canonical} under {root} cannot be read: {type(exc).__name__}: {exc}") from None
+        pixels = np.asarray(ds.data)[:, None]
+        targets = np.asarray(ds.targets)
+        classes = [str(c) for c in ds.classes]
     return LabeledImages(
         source=f"torchvision:{canonical}:{root}",
         ids=[f"train/{i:05d}" for i in range(len(pixels))],
-        labels=np.asarray(ds.targets),
+        labels=targets,
         classes=classes,
         pixels=np.ascontiguousarray(pixels, dtype=np.uint8),
     )
-
-
-def _cifar_meta(ds: object) -> None:
-    """torchvision's CIFAR ``_load_meta`` without its MD5 check: class names from batches.meta."""
-    import pickle
-
-    meta = ds.meta  # type: ignore[attr-defined]
-    with open(os.path.join(ds.root, ds.base_folder, meta["filename"]), "rb") as f:  # type: ignore[attr-defined]
-        names = pickle.load(f, encoding="latin1")[meta["key"]]
-    ds.classes = list(names)  # type: ignore[attr-defined]
-    ds.class_to_idx = {name: i for i, name in enumerate(names)}  # type: ignore[attr-defined]

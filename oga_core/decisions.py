@@ -199,6 +199,11 @@ class DecisionStore:
             ).fetchone()
         return None if row is None else {"action": row[0], "label": row[1], "original_label": row[2]}
 
+    def is_new(self) -> bool:
+        """True while nothing was ever decided here (the event log is empty)."""
+        with self._connect() as con:
+            return con.execute("SELECT 1 FROM events LIMIT 1").fetchone() is None
+
     def can_undo(self) -> bool:
         with self._connect() as con:
             return (

@@ -4,7 +4,7 @@ OGA (arXiv 2405.03869) scores a sample by how much of an outlier its loss gradie
 
 * ``oga_l1`` / ``oga_l2``: the gradient's L1 / L2 norm (``oga_l2`` squared is self-TracIn);
 * ``oga_iforest``: ``-IsolationForest.score_samples`` on the gradient vectors (the last layer's
-  gradient, randomly projected when wide; for all layers, the per-layer norm profile).
+  gradient, randomly projected when wide; for all layers, a count sketch of the whole gradient).
 
 Baselines from the same forward pass: ``loss`` (cross-entropy on the given label), ``el2n``
 (``||p - e_y||_2``, Paul et al. 2021) and ``margin`` (``max_{k != y} p_k - p_y``, the negated

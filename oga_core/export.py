@@ -127,7 +127,11 @@ def safe_name(text: str) -> str:
 
 
 def check_destination(dest: Path, dataset: LabeledImages, *, overwrite: bool = False) -> Path:
-    """Resolve ``dest`` and refuse places an export must not write to; returns the resolved path."""
+    """Resolve ``dest`` and refuse places an export must not write to; returns the resolved path.
+
+    A non-empty folder is replaced only with ``overwrite`` AND when it is an earlier oga export
+    (it holds the ``manifest.csv`` an export writes): oga never deletes a folder it did not make.
+    """
     dest = Path(os.path.expanduser(str(dest))).resolve()
     if dest == Path(dest.anchor) or dest == Path.home().resolve():
         raise OgaError(f"refusing to export into {dest}: choose a dedicated folder")
@@ -142,9 +146,40 @@ def check_destination(dest: Path, dataset: LabeledImages, *, overwrite: bool = F
             raise OgaError(f"refusing to export into {dest}: it overlaps the source data in {root}")
     if dest.exists() and not dest.is_dir():
         raise OgaError(f"{dest} exists and is not a folder")
-    if dest.is_dir() and any(dest.iterdir()) and not overwrite:
-        raise OgaError(f"{dest} is not empty; choose an empty folder or allow overwriting")
+    if dest.is_dir() and any(dest.iterdir()):
+        if not overwrite:
+            raise OgaError(f"{dest} is not empty; choose an empty folder or allow overwriting an earlier export")
+        if not (dest / "manifest.csv").is_file():
+            raise OgaError(f"{dest} is not empty and not an earlier oga export (no manifest.csv); choose an empty folder")
     return dest
+
+
+def check_manifest_path(path: Path, dataset: LabeledImages) -> Path:
+    """Refuse a manifest path inside the source data (it could overwrite an image or the source
+    manifest); returns the resolved path."""
+    path = Path(os.path.expanduser(str(path))).resolve()
+    if path.is_dir():
+        raise OgaError(f"{path} is a folder; give a file name such as {path / 'cleaned.csv'}")
+    if dataset.root is not None:
+        root = dataset.root.resolve()
+        if root in path.parents:
+            raise OgaError(f"refusing to write {path}: it is inside the source data in {root}")
+    return path
+
+
+def class_folders(classes: list[str]) -> dict[str, str]:
+    """A distinct, safe folder name per class name. Names that collide once made safe (``a/b``
+    and ``a_b``), or that differ only in case (one folder on macOS and Windows), get a suffix."""
+    folders: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in classes:
+        base = folder = safe_name(name)
+        k = 1
+        while folder.lower() in taken:
+            folder, k = f"{base}__{k}", k + 1
+        taken.add(folder.lower())
+        folders[name] = folder
+    return folders
 
 
 def export_image_folder(
@@ -157,32 +192,38 @@ def export_image_folder(
 ) -> dict[str, int]:
     """Copy every non-dropped sample of ``manifest`` to ``dest/<label>/<file>``.
 
-    Files are copied byte for byte (built-in arrays are written as PNG). Returns counts per
-    class name. OgaError for an unsafe or non-empty destination.
+    Files are copied byte for byte (built-in arrays are written as PNG). Everything is written to
+    a temporary sibling first and swapped in at the end, so ``dest`` always holds one complete
+    export: an earlier export being overwritten is replaced whole (no stale files stay behind).
+    Returns counts per class name. OgaError for an unsafe or non-empty destination.
     """
     dest = check_destination(dest, dataset, overwrite=overwrite)
     rows = manifest[manifest["action"] != "drop"]
     position = {sid: i for i, sid in enumerate(dataset.ids)}
-    direct = dest.is_dir() and overwrite and any(dest.iterdir())
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = dest if direct else Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    folders = class_folders(dataset.classes)
     counts: dict[str, int] = {}
     written: list[tuple[str, str, str, str, str]] = []
     used: set[str] = set()
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    except OSError as exc:
+        raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
+    old: Path | None = None
+    try:
         for n, (sid, label, action) in enumerate(rows[["sample_id", "label", "action"]].itertuples(index=False), start=1):
             i = position[sid]
-            folder = safe_name(label)
+            folder = folders.get(str(label)) or safe_name(label)
             src = dataset.file_path(i)
             stem = safe_name(Path(sid).name if src is not None else sid.replace("/", "_"))
             if src is None:
                 stem += ".png"
             rel = f"{folder}/{stem}"
             k = 1
-            while rel in used:  # two classes' "1.png" relabelled into one folder
+            while rel.lower() in used:  # two classes' "1.png" relabelled into one folder
                 base, ext = os.path.splitext(stem)
                 rel, k = f"{folder}/{base}__{k}{ext}", k + 1
-            used.add(rel)
+            used.add(rel.lower())
             target = work / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             if src is not None:
@@ -196,13 +237,18 @@ def export_image_folder(
                 progress(n, len(rows))
         inner = pd.DataFrame(written, columns=["sample_id", "path", "original_label", "label", "action"])
         write_manifest(inner, work / "manifest.csv")
-        if not direct:
-            if dest.exists():
-                dest.rmdir()  # empty (checked above)
-            os.replace(work, dest)
+        if dest.exists():
+            if any(dest.iterdir()):  # an earlier export (checked above): moved aside, deleted after the swap
+                old = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent))
+                os.replace(dest, old / "export")
+            else:
+                dest.rmdir()
+        os.replace(work, dest)
     except OSError as exc:
         raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
     finally:
-        if not direct and work.exists() and work != dest:
+        if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return counts

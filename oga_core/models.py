@@ -181,12 +181,25 @@ def _to_classifier_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {("head." + k[3:] if k.startswith("fc.") else "body." + k): v for k, v in state.items()}
 
 
-def load_checkpoint(model: Classifier, path: Path) -> Classifier:
-    """Load ``path`` into ``model`` in place; ModelError naming the first mismatches if it does not fit."""
+def load_checkpoint(model: Classifier, path: Path, *, new_head: bool = False) -> bool:
+    """Load ``path`` into ``model`` in place; ModelError naming the first mismatches if it does not fit.
+
+    ``new_head``: when only the classifier head's shape differs (an ImageNet checkpoint's 1,000
+    classes for a 10-class data set), keep the model's freshly initialised head and load the rest,
+    for fine-tuning. Returns True when the head was replaced so.
+    """
     state = _to_classifier_keys(read_state_dict(path))
     own = model.state_dict()
+    head_differs = any(k in state and state[k].shape != own[k].shape for k in ("head.weight", "head.bias"))
+    body_fits = all(state[k].shape == own[k].shape for k in own if k in state and not k.startswith("head."))
+    replaced = new_head and head_differs and body_fits
+    if replaced:
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        own_required = {"head.weight", "head.bias"}
+    else:
+        own_required = set()
     optional = {"input_mean", "input_std"}  # foreign checkpoints keep the data's normalisation
-    missing = [k for k in own if k not in state and k not in optional]
+    missing = [k for k in own if k not in state and k not in optional | own_required]
     unexpected = [k for k in state if k not in own]
     wrong = [
         f"{k} is {list(state[k].shape)} in the file but {list(own[k].shape)} in the model"
@@ -203,6 +216,7 @@ def load_checkpoint(model: Classifier, path: Path) -> Classifier:
             f"unexpected {', '.join(unexpected[:3])}" + (f" (+{len(unexpected) - 3} more)" if len(unexpected) > 3 else "")
         )
     if problems:
-        raise ModelError(f"checkpoint {path} does not fit this model: {'; '.join(problems)}")
+        hint = " (train for at least one epoch to fine-tune it with a new head)" if head_differs and body_fits else ""
+        raise ModelError(f"checkpoint {path} does not fit this model: {'; '.join(problems)}{hint}")
     model.load_state_dict({**own, **state})
-    return model
+    return replaced

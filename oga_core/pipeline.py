@@ -16,6 +16,8 @@ The analysed data (``data_id``) also names the workspace that holds the person's
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -28,7 +30,7 @@ import torch
 
 from oga_core import detectors
 from oga_core.data import DEFAULT_IMAGE_SIZE, LabeledImages, load_source
-from oga_core.errors import DataError, OgaError
+from oga_core.errors import DataError, ModelError, OgaError
 from oga_core.gradients import SCOPES, GradientStats, gradient_stats
 from oga_core.models import Classifier, build_model, file_digest, load_checkpoint
 from oga_core.noise import NOISE_KINDS, NoisyLabels, flip_labels
@@ -84,8 +86,15 @@ class AnalysisConfig:
             raise OgaError(f"noise rate must be in [0, 1), got {self.noise}")
         if self.epochs is not None and self.epochs < 0:
             raise OgaError("epochs must be 0 or more")
-        if self.batch_size < 1:
-            raise OgaError("batch size must be at least 1")
+        if self.batch_size < 2:
+            raise OgaError("batch size must be at least 2 (a batch of one cannot be normalised by BatchNorm)")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise OgaError(f"learning rate must be a positive number, got {self.lr}")
+        if not 0 <= self.seed < 2**32:
+            raise OgaError(f"seed must be between 0 and 2**32 - 1, got {self.seed}")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            # checked here, before any cache key: a mistyped path must not quietly score an untrained model
+            raise ModelError(f"checkpoint {self.checkpoint} does not exist or is not a file")
         if not 4 <= self.image_size <= 1024:
             raise OgaError(f"image size must be between 4 and 1024 pixels, got {self.image_size}")
 
@@ -318,14 +327,17 @@ def fit_model(
         return model.eval(), key, read_json(hit / "train.json"), True
     mean, std = channel_stats(pixels)
     model.set_normalization(mean, std)
+    head_replaced = False
     if config.checkpoint:
-        load_checkpoint(model, Path(config.checkpoint))
+        head_replaced = load_checkpoint(model, Path(config.checkpoint), new_head=epochs > 0)
     result = train(
         model, pixels, dataset.labels, epochs=epochs, batch_size=config.batch_size, lr=config.lr,
         seed=config.seed, device=device, progress=report,
     )  # fmt: skip
     model.cpu().eval()
     record = {"epochs": epochs, "seconds": round(result.seconds, 3), "history": result.history}
+    if head_replaced:
+        record["checkpoint_head_replaced"] = True  # fine-tuned with a new head for these classes
     with cache.entry("model", key) as folder:
         torch.save(model.state_dict(), folder / "model.pt")
         write_json(folder / "train.json", record)
@@ -398,6 +410,7 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
         "epochs": train_record["epochs"],
         "train_seconds": train_record["seconds"],
         "train_history": train_record["history"],
+        "checkpoint_head_replaced": bool(train_record.get("checkpoint_head_replaced", False)),
         "train_accuracy": float((pred == dataset.labels).mean()),
         "num_flagged": int(table["flagged"].sum()),
         "timings": {**stages.timings, "total": round(time.perf_counter() - wall, 4)},
@@ -420,6 +433,65 @@ def record_latest(analysis: Analysis) -> None:
     """Keep the workspace's latest scores and run record, for ``oga export`` and the app."""
     folder = analysis.workspace
     folder.mkdir(parents=True, exist_ok=True)
-    analysis.scores.to_parquet(folder / "latest_scores.parquet")
+    tmp = folder / ".latest_scores.parquet.tmp"
+    analysis.scores.to_parquet(tmp)
+    os.replace(tmp, folder / "latest_scores.parquet")  # a crash mid-write leaves the previous file
+    carried = adopt_earlier_decisions(analysis.config, analysis.dataset, analysis.data_id)
+    if carried:
+        analysis.run["decisions_carried_over"] = carried
     write_json(folder / "latest_run.json", analysis.run)
-    write_json(folder / "source.json", {"data": analysis.config.data, "data_id": analysis.data_id, "classes": analysis.dataset.classes})
+
+
+def data_settings(config: AnalysisConfig) -> dict:
+    """What, besides the content, names the analysed data: the source and any injected noise."""
+    noisy = config.noise > 0
+    return {
+        "data": config.data,
+        "noise": config.noise,
+        "noise_kind": config.noise_kind if noisy else None,
+        "noise_seed": config.seed if noisy else None,
+        "skip_unreadable": config.skip_unreadable,
+    }
+
+
+def adopt_earlier_decisions(config: AnalysisConfig, dataset: LabeledImages, data_id: str) -> int:
+    """Carry decisions over when the same source changed on disk. Returns how many were carried.
+
+    Adding, fixing or removing one file changes the data id and so the workspace. When the new
+    workspace has no decision history and an earlier workspace holds decisions for the same source
+    with the same noise settings, the most recently changed one is copied over, sample by sample,
+    for every sample still present with the same given label (a decision about another label is
+    not carried). The copy is one batch in the event log: one undo takes it back.
+    """
+    from oga_core.decisions import Decision, DecisionStore
+
+    folder = workspace_dir(data_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = data_settings(config)
+    write_json(folder / "source.json", {**settings, "data_id": data_id, "classes": dataset.classes})
+    store = DecisionStore(folder / "decisions.sqlite")
+    if not store.is_new():
+        return 0
+    earlier = []
+    for other in (oga_home() / "workspaces").iterdir():
+        db = other / "decisions.sqlite"
+        if other == folder or not db.is_file() or not (other / "source.json").is_file():
+            continue
+        try:
+            same = {k: v for k, v in read_json(other / "source.json").items() if k in settings} == settings
+        except (OSError, ValueError):
+            continue
+        if same:
+            earlier.append((db.stat().st_mtime, db))
+    if not earlier:
+        return 0
+    table = DecisionStore(max(earlier)[1]).table()
+    position = {sid: i for i, sid in enumerate(dataset.ids)}
+    carried = [
+        Decision(sid, action, int(original), int(label))
+        for sid, action, label, original in table[["sample_id", "action", "label", "original_label"]].itertuples(index=False)
+        if sid in position
+        and int(dataset.labels[position[sid]]) == int(original)
+        and 0 <= int(label) < dataset.num_classes
+    ]
+    return store.decide_many(carried)

@@ -90,7 +90,9 @@ def extract_image_archive(data: bytes, parent: Path, *, max_bytes: int = MAX_UNP
             if dest.exists():
                 shutil.rmtree(dest, ignore_errors=True)  # an incomplete leftover
             os.replace(work, dest)
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as exc:
+            # RuntimeError: an encrypted entry; NotImplementedError: Deflate64 and other methods
+            # zipfile cannot read (Windows Explorer writes Deflate64 for large archives)
             raise DataError(f"cannot unpack the archive: {exc}") from None
         finally:
             if work.exists():

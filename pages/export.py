@@ -11,7 +11,14 @@ from pathlib import Path
 import streamlit as st
 
 from oga_app import ui
-from oga_core.export import cleaned_manifest, export_image_folder, manifest_csv_bytes, safe_csv_frame, write_manifest
+from oga_core.export import (
+    check_manifest_path,
+    cleaned_manifest,
+    export_image_folder,
+    manifest_csv_bytes,
+    safe_csv_frame,
+    write_manifest,
+)
 from oga_core.store import oga_home
 from oga_core.uploads import export_image_zip
 
@@ -58,7 +65,7 @@ with ui.guard(setup_link=True):
     )  # fmt: skip
     if row[2].button("Write CSV", key="write-csv", icon=":material/save:"):
         with ui.guard():
-            written = write_manifest(manifest, Path(csv_path).expanduser())
+            written = write_manifest(manifest, check_manifest_path(Path(csv_path), analysis.dataset))
             st.success(f"Wrote {len(manifest):,} rows to {written}", icon=":material/check_circle:")
 
     st.subheader("Image-folder copy")

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -475,6 +476,22 @@ def test_folder_source_from_setup_to_export_with_a_guarded_csv(home, tmp_path):
     assert all(r["sample_id"].startswith("'=HYPERLINK(1)/") for r in formula_rows)  # ids are guarded too
     assert all(r["path"] == str(folder / r["sample_id"].removeprefix("'")) for r in rows)
     assert os.environ["OGA_HOME"] == str(home) and oga_home() == home
+
+
+def test_analyze_again_sees_files_changed_on_disk(home, tmp_path):
+    folder = _image_folder(tmp_path / "imgs", {"a": 6, "b": 6})
+    at = open_app()
+    at.radio(key="setup_source").set_value("folder").run()
+    at.text_input(key="setup_folder").input(str(folder)).run()
+    at.number_input(key="setup_epochs_small_cnn").set_value(1).run()
+    at.button(key="analyze").click().run(timeout=TIMEOUT)
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Samples"] == "12"
+    for name in ("06.png", "07.png"):  # two more images of class b, same settings
+        shutil.copyfile(folder / "b" / "00.png", folder / "b" / name)
+    at.button(key="analyze").click().run(timeout=TIMEOUT)
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Samples"] == "14"  # not the copy held in memory
 
 
 # -- extras a curator expects ------------------------------------------------------------------

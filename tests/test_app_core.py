@@ -357,3 +357,15 @@ def test_registry_hands_errors_to_waiters_and_retries_afterwards(monkeypatch):
         registry.get(config)
     assert registry.peek(config) is None
     assert registry.get(config).config == config
+
+
+def test_extract_image_archive_explains_encrypted_entries(tmp_path):
+    data = bytearray(zip_bytes({"cat/1.png": png(), "dog/2.png": png()}))
+    # set the "encrypted" flag bit in every local and central header, as a password-protected zip has
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        while at != -1:
+            data[at + offset] |= 0x1
+            at = data.find(signature, at + 4)
+    with pytest.raises(DataError, match="cannot unpack the archive.*encrypted"):
+        extract_image_archive(bytes(data), tmp_path / "up")

@@ -139,6 +139,38 @@ def test_bad_settings(tmp_path, capsys, monkeypatch):
     _fails(capsys, _analyze("demo:digits", tmp_path / "file"), "exists and is not a folder")
 
 
+def test_more_bad_input_found_in_review(tmp_path, capsys, monkeypatch, make_images):
+    """Inputs a first review found escaping as tracebacks, or silently accepted."""
+    from PIL import Image
+
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--lr", "-1"), "learning rate must be a positive number")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--lr", "nan"), "learning rate")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--seed", "-1"), "seed must be between")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--batch-size", "1"), "batch size must be at least 2")
+    # a mistyped checkpoint is an error even when an analysis without it is in the cache
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path)), "does not exist or is not a file")
+    # a tiny file that decodes to 225 megapixels is an unreadable image, named, not a crash
+    root = make_images(tmp_path / "bomb", {"a": 2, "b": 2})
+    Image.new("1", (15000, 15000)).save(root / "a" / "big.png")
+    _fails(capsys, _analyze(f"folder:{root}", tmp_path / "o"), "unreadable image", "big.png")
+    # classes.txt written by Notepad: UTF-16 is refused clearly, a UTF-8 BOM is not part of a name
+    make_images(tmp_path / "c", {"x": 2})
+    m = _csv(tmp_path / "c", [("x/x_0.png", "cat"), ("x/x_1.png", "dog")])
+    (tmp_path / "c" / "classes.txt").write_text("cat\ndog\n", encoding="utf-16")
+    _fails(capsys, _analyze(f"csv:{m}", tmp_path / "o"), "cannot read", "classes.txt as UTF-8")
+    (tmp_path / "c" / "classes.txt").write_text("cat\ndog\n", encoding="utf-8-sig")
+    assert main(["decide", "--data", f"csv:{m}", "--sample", "x/x_0.png", "--keep"]) == 0
+    (tmp_path / "c" / "classes.txt").write_text("cat\ndog\ncat\n")
+    _fails(capsys, _analyze(f"csv:{m}", tmp_path / "o"), "lists cat more than once")
+    # the environment
+    monkeypatch.setenv("OGA_THREADS", "abc")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o"), "OGA_THREADS must be a whole number")
+    monkeypatch.setenv("OGA_THREADS", "1")
+    (tmp_path / "home_is_a_file").write_text("x")
+    monkeypatch.setenv("OGA_HOME", str(tmp_path / "home_is_a_file"))
+    _fails(capsys, ["decide", "--data", "demo:digits", "--sample", "00000", "--keep"], "home_is_a_file")
+
+
 def test_console_script_prints_one_line_and_no_traceback(tmp_path):
     script = shutil.which("oga") or str(Path(sys.executable).parent / "oga")
     env = {**os.environ, "OGA_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -222,7 +254,16 @@ def test_bad_decisions_and_exports(tmp_path, capsys, make_images):
     _fails(capsys, ["export", *data, *out, "--folder", str(busy)], "is not empty")
     assert not (tmp_path / "m.csv").exists()  # refused before anything was written
     _fails(capsys, ["export", *data, "--out", str(tmp_path)], "is a folder")
-    assert main(["export", *data, *out, "--folder", str(busy), "--overwrite"]) == 0
-    assert (busy / "x.txt").exists() and (busy / "manifest.csv").exists()
-    counts = np.unique([p.parent.name for p in busy.rglob("*.png")], return_counts=True)
+    _fails(capsys, ["export", *data, *out, "--folder", str(busy), "--overwrite"], "not an earlier oga export")
+    assert (busy / "x.txt").exists()  # a folder oga did not make is never replaced
+    _fails(capsys, ["export", *data, "--out", str(root / "cat" / "cat_0.png")], "inside the source data")
+    assert main(["export", *data, *out, "--folder", str(tmp_path / "clean")]) == 0
+    assert main(["decide", *data, "--sample", "cat/cat_0.png", "--drop"]) == 0
+    assert main(["export", *data, *out, "--folder", str(tmp_path / "clean"), "--overwrite"]) == 0
+    assert not (tmp_path / "clean" / "cat" / "cat_0.png").exists()  # the earlier export was replaced whole
+    assert main(["decide", *data, "--sample", "cat/cat_0.png", "--clear"]) == 0
+    assert main(["export", *data, "--out", str(tmp_path / "clean" / "m.csv"), "--folder", str(tmp_path / "clean"),
+                 "--overwrite"]) == 0  # fmt: skip
+    assert (tmp_path / "clean" / "m.csv").is_file()  # the manifest may live in the exported folder
+    counts = np.unique([p.parent.name for p in (tmp_path / "clean").rglob("*.png")], return_counts=True)
     assert dict(zip(*counts)) == {"cat": 2, "dog": 2}

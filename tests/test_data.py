@@ -315,3 +315,22 @@ def test_original_of_an_array_sample():
     assert im.mode == "RGB" and im.size == (4, 4)
     np.testing.assert_array_equal(np.asarray(im), pixels[1].transpose(1, 2, 0))
     assert ds.file_path(0) is None and not ds.is_files
+
+
+def test_cifar_reader_refuses_a_pickle_that_runs_code(tmp_path):
+    """torchvision unpickles CIFAR batches with plain pickle.load; a crafted batch would run code."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["batches.meta"]:
+        (base / name).write_bytes(pickle.dumps({"data": Payload(), "labels": [0], "label_names": ["a", "b"]}))
+    with pytest.raises(DataError, match=r"refused to load (io|builtins)\.open"):
+        load_source(f"torchvision:CIFAR10:{tmp_path}")
+    assert not marker.exists()

@@ -193,9 +193,18 @@ def test_unsafe_destinations_are_refused(tmp_path, folder_set, monkeypatch):
     (busy / "keep.txt").write_text("mine")
     with pytest.raises(OgaError, match="is not empty"):
         export_image_folder(ds, manifest, busy)
-    counts = export_image_folder(ds, manifest, busy, overwrite=True)  # asked for: writes into it
-    assert counts == {"cat": 1, "dog": 4} and (busy / "keep.txt").read_text() == "mine"
-    assert (busy / "dog" / "cat_1.png").is_file()
+    with pytest.raises(OgaError, match="not an earlier oga export"):  # never deletes a folder it did not make
+        export_image_folder(ds, manifest, busy, overwrite=True)
+    assert (busy / "keep.txt").read_text() == "mine"
+    # overwriting an earlier export replaces it whole: a sample dropped since does not come back
+    earlier = tmp_path / "earlier"
+    export_image_folder(ds, cleaned_manifest(ds, decisions.iloc[:0]), earlier)
+    assert len(load_source(f"folder:{earlier}")) == len(ds)
+    counts = export_image_folder(ds, manifest, earlier, overwrite=True)
+    assert counts == {"cat": 1, "dog": 4}
+    assert (earlier / "dog" / "cat_1.png").is_file()
+    assert len(load_source(f"folder:{earlier}")) == 5 == len(pd.read_csv(earlier / "manifest.csv"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".earlier")]  # no temporary folder left
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(OgaError, match="is not a folder"):
         export_image_folder(ds, manifest, tmp_path / "a_file")

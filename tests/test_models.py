@@ -72,7 +72,8 @@ def test_torchvision_state_dict_loads_into_resnet18_imagenet(tmp_path):
     torch.save(reference.state_dict(), path)  # keys conv1.*, layer1.*, fc.*
     model = build_model("resnet18_imagenet", num_classes=7, in_channels=3, image_size=32, seed=1)
     model.set_normalization(torch.zeros(3), torch.ones(3))  # identity: compare raw outputs
-    load_checkpoint(model, path).eval()
+    assert load_checkpoint(model, path) is False  # it fits: nothing replaced
+    model.eval()
     assert torch.equal(model.head.weight, reference.fc.weight)
     assert torch.equal(model.body.layer1[0].bn1.running_var, reference.layer1[0].bn1.running_var)
     assert torch.equal(model.input_std, torch.ones(1, 3, 1, 1))  # optional keys keep the model's own
@@ -144,6 +145,11 @@ def test_checkpoint_of_the_wrong_shape_or_architecture(tmp_path):
         load_checkpoint(ten, tmp_path / "three.pt")
     for k, v in ten.state_dict().items():
         assert torch.equal(v, untouched[k])  # a refused checkpoint changes nothing
+
+    # for fine-tuning, a head of another class count is replaced and the rest loaded
+    assert load_checkpoint(ten, tmp_path / "three.pt", new_head=True) is True
+    assert torch.equal(ten.body.layers[0].weight, three.body.layers[0].weight)
+    assert torch.equal(ten.head.weight, untouched["head.weight"])  # the fresh 10-class head stays
 
     torch.save(build_model("resnet18", num_classes=3, in_channels=1, image_size=8).state_dict(), tmp_path / "r18.pt")
     with pytest.raises(ModelError, match=r"does not fit this model: .*missing body.layers.0.weight.*unexpected"):

@@ -148,6 +148,7 @@ def test_workspace_records_the_latest_analysis(digits_analysis):
     assert read_json(ws / "latest_run.json")["data_id"] == digits_analysis.data_id
     assert read_json(ws / "source.json") == {
         "data": "demo:digits", "data_id": digits_analysis.data_id, "classes": [str(k) for k in range(10)],
+        "noise": 0.2, "noise_kind": "symmetric", "noise_seed": 0, "skip_unreadable": False,
     }  # fmt: skip
 
 
@@ -214,3 +215,26 @@ def test_resolved_epochs():
     assert AnalysisConfig(model="resnet18").resolved_epochs() == 8
     assert AnalysisConfig(checkpoint="x.pt").resolved_epochs() == 0
     assert AnalysisConfig(checkpoint="x.pt", epochs=3).resolved_epochs() == 3
+
+
+def test_decisions_follow_the_data_when_a_file_is_added(tmp_path, make_images, capsys):
+    """One more image changes the data id; the person's decisions must not be left behind."""
+    from oga_core.cli import main
+    from oga_core.decisions import DecisionStore
+
+    root = make_images(tmp_path / "src", {"cat": 3, "dog": 3})
+    data = ["--data", f"folder:{root}"]
+    assert main(["decide", *data, "--sample", "cat/cat_0.png", "--drop"]) == 0
+    assert main(["decide", *data, "--sample", "dog/dog_0.png", "--relabel", "cat"]) == 0
+    before = load_data(AnalysisConfig(data=f"folder:{root}"), Cache()).data_id
+    make_images(tmp_path / "more", {"dog": 1}, seed=5)
+    (tmp_path / "more" / "dog" / "dog_0.png").rename(root / "dog" / "dog_new.png")
+    (root / "cat" / "cat_0.png").rename(root / "dog" / "cat_0.png")  # moved: another label now
+    assert main(["undo", *data]) == 0  # opening the changed data carries the decisions over first
+    out = capsys.readouterr().out
+    assert "carried 1 decision(s) over" in out  # dog_0's relabel; cat_0 changed label, so not carried
+    assert "undid the last decision on dog/dog_0.png" in out  # the carry-over is one undo step
+    after = load_data(AnalysisConfig(data=f"folder:{root}"), Cache()).data_id
+    assert after != before
+    assert DecisionStore.for_data(after).table().empty
+    assert len(DecisionStore.for_data(before).table()) == 2  # the earlier workspace is untouched
