@@ -275,7 +275,8 @@ def _layer_stats(module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weig
         t, din = gout[0, 0].numel(), x.shape[1] * conv.kernel_size[0] * conv.kernel_size[1]
     # Samples a few at a time: an unfolded conv input (T x Cin*k*k) or a ghost Gram matrix (T x T)
     # per sample would otherwise double the memory of the pass (ResNet-18's first stage: 300 MB).
-    chunk = max(1, _MATERIALIZE_BUDGET // (t * max(din, 2 * t)))
+    budget = _MATERIALIZE_BUDGET * (8 if x.is_cuda else 1)  # big batched kernels pay off on a GPU
+    chunk = max(1, budget // (t * max(din, 2 * t)))
     for lo in range(0, bsz, chunk):
         xs, gs = x[lo : lo + chunk], gout[lo : lo + chunk]
         n = xs.shape[0]
@@ -317,53 +318,67 @@ def all_layer_norms(
     model.eval().to(device)
     layers = _param_layers(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    captured: dict[str, list] = {}
+    sketch = CountSketch(sketch_dims, seed=seed) if sketch_dims else None
+    # Per batch: each layer's stats, filled by its gradient hook DURING the backward pass, so a
+    # layer's output gradient is used and dropped at once (holding every layer's until the end
+    # would double the pass's memory).
+    done: dict[str, _LayerStats] = {}
+    seen: set[str] = set()
 
-    def make_hook(name: str):
+    def make_hook(name: str, weight: bool, bias: bool):
         def hook(module, inputs, output):
-            if name in captured:
+            if name in seen:
                 raise OgaError(f"layer '{name}' runs twice in one forward pass; use scope 'last'")
-            record = [inputs[0].detach(), None]
-            captured[name] = record
+            seen.add(name)
+            a = inputs[0].detach()
 
             def grad_hook(g):
-                record[1] = g.detach()
+                with torch.no_grad():
+                    stats = _LayerStats(
+                        name, len(a), a.device, want_l1=want_l1, sketch=sketch,
+                        sketch_out=torch.zeros(len(a), sketch_dims, device=a.device) if sketch else None,
+                    )  # fmt: skip
+                    _layer_stats(module, a, g.detach(), weight=weight, bias=bias, stats=stats)
+                done[name] = stats
 
             output.register_hook(grad_hook)
 
         return hook
 
-    handles = [module.register_forward_hook(make_hook(name)) for name, module, _, _ in layers]
+    handles = [module.register_forward_hook(make_hook(name, w, b)) for name, module, w, b in layers]
     x_all = torch.from_numpy(np.ascontiguousarray(pixels))
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     feats, logits_out, l1_out, layer_sq_out, sketch_out = [], [], [], [], []
-    sketch = CountSketch(sketch_dims, seed=seed) if sketch_dims else None
     try:
         for p in trainable:  # the hooks produce the per-sample gradients; autograd need not
             p.requires_grad_(False)
         for lo in range(0, len(x_all), batch_size):
-            captured.clear()
+            done.clear()
+            seen.clear()
             x = to_float(x_all[lo : lo + batch_size], device).requires_grad_(True)
             y = y_all[lo : lo + batch_size].to(device)
             with torch.enable_grad():
                 h = model.features(x)
                 logits = model.head(h)
                 F.cross_entropy(logits, y, reduction="sum").backward()
-            layer_sq, total_l1 = [], torch.zeros(len(y), device=device)
+            # sums in the layers' forward order, whatever order the backward pass visited them in
+            zero = torch.zeros(len(y), device=device)
+            parts = [done.get(name) for name, *_ in layers]
+            layer_sq = [p.sq if p is not None else zero for p in parts]
+            total_l1 = zero.clone()
             sketch_batch = torch.zeros(len(y), sketch_dims, device=device) if sketch else None
-            with torch.no_grad():
-                for name, module, weight, bias in layers:
-                    a, g = captured[name]
-                    stats = _LayerStats(name, len(y), device, want_l1=want_l1, sketch=sketch, sketch_out=sketch_batch)
-                    _layer_stats(module, a, g, weight=weight, bias=bias, stats=stats)
-                    layer_sq.append(stats.sq)
-                    total_l1 += stats.l1
+            for part in parts:
+                if part is not None:
+                    total_l1 += part.l1
+                    if sketch_batch is not None:
+                        sketch_batch += part.sketch_out
             feats.append(h.detach().float().cpu())
             logits_out.append(logits.detach().float().cpu())
             layer_sq_out.append(torch.stack(layer_sq, 1).double().cpu())
             l1_out.append(total_l1.double().cpu())
             if sketch_batch is not None:
                 sketch_out.append(sketch_batch.cpu())
+            done.clear()
             if progress:
                 progress(min(lo + batch_size, len(x_all)), len(x_all))
     finally:
@@ -371,7 +386,7 @@ def all_layer_norms(
             handle.remove()
         for p in trainable:
             p.requires_grad_(True)
-        captured.clear()
+        done.clear()
     layer_sq_all = torch.cat(layer_sq_out).numpy()
     return GradientStats(
         scope="all",
