@@ -72,6 +72,13 @@ def test_speed_and_scaling_numbers(quick_bench):
                 assert value > 0 and math.isfinite(value), (model, key)
         assert case["ratios"]["last_norms_over_inference"] is not None
         assert case["ratios"]["speedup_ghost_vs_loop"] is not None
+        for ref, oga in (("loop_all", "ghost_all"), ("vmap_last", "last_norms")):
+            row = case["rows"][ref]  # paired: OGA timed again on the reference's own samples
+            assert row["measured_on"] <= case["rows"][oga]["n"] and row["oga_seconds_same_samples"] > 0
+        paired = case["rows"]["loop_all"]
+        assert case["ratios"]["speedup_ghost_vs_loop"] == pytest.approx(
+            paired["measured_seconds"] / paired["oga_seconds_same_samples"]
+        )
     small = speed["models"]["small_cnn"]
     assert small["ratios"]["ghost_all_memory_over_train_epoch"] > 0
     assert small["memory"]["ghost_all"]["extra_mib"] >= 0

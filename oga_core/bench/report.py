@@ -412,7 +412,9 @@ def render_speed(speed: dict[str, Any]) -> str:
         "class templates + noise), 10 classes, models trained one epoch first so that scores are not "
         "degenerate. Fast steps: median of "
         f"{st['repeats']} run(s) after a warm-up on a slice. Per-sample references (loop, vmap) run on "
-        "the first `m` samples ('scaled from m') and are scaled linearly to n. Pipelines: the same "
+        "the first `m` samples ('scaled from m', seconds scaled linearly to n); their speed-ups are paired: "
+        "OGA's counterpart is timed right after each reference on the same `m` samples, so a shared "
+        "machine's drift between rows does not enter them. Pipelines: the same "
         f"number of epochs each ({st['pipeline_epochs']}), {st['folds']}-fold cross-validation for cleanlab, "
         "one run each. Time ratios below 1 and speed-ups above 1 favour OGA.",
         "",
