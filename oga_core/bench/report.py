@@ -422,6 +422,13 @@ def render_speed(speed: dict[str, Any]) -> str:
     for d in devices:
         if parts[d] is None:
             out.append(f"- {header_names[d]}: not measured in the runs merged into this report.")
+        elif not any(
+            "oga_seconds_same_samples" in row for case in parts[d]["models"].values() for row in case["rows"].values()
+        ):  # a run from before the pairing: its speed-ups divide the rows' seconds
+            out.append(
+                f"- {header_names[d]}: measured before the pairing: its reference speed-ups are the ratio of the "
+                "rows' seconds as shown."
+            )
     out.append("")
     models = list(dict.fromkeys(m for p in parts.values() if p for m in p["models"]))
     for model in models:
