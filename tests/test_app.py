@@ -444,15 +444,21 @@ def test_evaluate_scores_every_detector_and_the_persons_calls(home, demo):
     assert_clean(at)
 
 
-# -- a user's own folder, start to finish ----------------------------------------------------
-def test_folder_source_from_setup_to_export_with_a_guarded_csv(home, tmp_path):
-    folder = _image_folder(tmp_path / "imgs", {"=HYPERLINK(1)": 6, "plain": 6})
+def analyze_folder(folder: Path) -> AppTest:
+    """The app opened, set to ``folder:FOLDER`` with a 1-epoch small CNN, analysed without error."""
     at = open_app()
     at.radio(key="setup_source").set_value("folder").run()
     at.text_input(key="setup_folder").input(str(folder)).run()
     at.number_input(key="setup_epochs_small_cnn").set_value(1).run()
     at.button(key="analyze").click().run(timeout=TIMEOUT)
     assert_clean(at)
+    return at
+
+
+# -- a user's own folder, start to finish ----------------------------------------------------
+def test_folder_source_from_setup_to_export_with_a_guarded_csv(home, tmp_path):
+    folder = _image_folder(tmp_path / "imgs", {"=HYPERLINK(1)": 6, "plain": 6})
+    at = analyze_folder(folder)
     assert any(f"Results · folder:{folder}" in s.value for s in at.subheader)
     assert json.loads((home / "app" / "last_config.json").read_text())["data"] == f"folder:{folder}"
 
@@ -480,12 +486,7 @@ def test_folder_source_from_setup_to_export_with_a_guarded_csv(home, tmp_path):
 
 def test_analyze_again_sees_files_changed_on_disk(home, tmp_path):
     folder = _image_folder(tmp_path / "imgs", {"a": 6, "b": 6})
-    at = open_app()
-    at.radio(key="setup_source").set_value("folder").run()
-    at.text_input(key="setup_folder").input(str(folder)).run()
-    at.number_input(key="setup_epochs_small_cnn").set_value(1).run()
-    at.button(key="analyze").click().run(timeout=TIMEOUT)
-    assert_clean(at)
+    at = analyze_folder(folder)
     assert {m.label: m.value for m in at.metric}["Samples"] == "12"
     for name in ("06.png", "07.png"):  # two more images of class b, same settings
         shutil.copyfile(folder / "b" / "00.png", folder / "b" / name)
