@@ -103,24 +103,37 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
     st.subheader("Data")
     kind, _, rest = current.data.partition(":")
     source = st.radio(
-        "Source", list(SOURCES), index=list(SOURCES).index(kind) if kind in SOURCES else 0,
-        format_func=SOURCES.get, key=wkey("setup_source"), persist_state=SESSION,
-    )  # fmt: skip
+        "Source",
+        list(SOURCES),
+        index=list(SOURCES).index(kind) if kind in SOURCES else 0,
+        format_func=SOURCES.get,
+        key=wkey("setup_source"),
+        persist_state=SESSION,
+    )
     if source == "demo":
         demo = st.selectbox(
-            "Demo", DEMOS, index=DEMOS.index(rest) if kind == "demo" and rest in DEMOS else 0,
-            format_func=DEMO_LABELS.get, key=wkey("setup_demo"), persist_state=SESSION,
-        )  # fmt: skip
+            "Demo",
+            DEMOS,
+            index=DEMOS.index(rest) if kind == "demo" and rest in DEMOS else 0,
+            format_func=DEMO_LABELS.get,
+            key=wkey("setup_demo"),
+            persist_state=SESSION,
+        )
         spec = f"demo:{demo}"
     elif source == "folder":
         path = st.text_input(
-            "Folder", value=rest if kind == "folder" else "", key=wkey("setup_folder"), persist_state=SESSION,
+            "Folder",
+            value=rest if kind == "folder" else "",
+            key=wkey("setup_folder"),
+            persist_state=SESSION,
             placeholder="/data/pets  (holds one sub-folder of images per class)",
-        )  # fmt: skip
+        )
         archive = st.file_uploader(
-            "… or upload a .zip of class folders", type=["zip"], key=wkey("setup_zip"),
+            "… or upload a .zip of class folders",
+            type=["zip"],
+            key=wkey("setup_zip"),
             help="Unpacked once under the app home; the cleaned copy can be downloaded as a .zip on Export.",
-        )  # fmt: skip
+        )
         if archive is not None:
             root = extract_image_archive(archive.getvalue(), oga_home() / "uploads")
             st.caption(f"Unpacked to {root}")
@@ -128,100 +141,159 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
         spec = f"folder:{path.strip()}"
     elif source == "csv":
         path = st.text_input(
-            "Manifest", value=rest if kind == "csv" else "", key=wkey("setup_csv"), persist_state=SESSION,
+            "Manifest",
+            value=rest if kind == "csv" else "",
+            key=wkey("setup_csv"),
+            persist_state=SESSION,
             placeholder="/data/pets/train.csv  (columns path,label; paths relative to the file)",
-        )  # fmt: skip
+        )
         spec = f"csv:{path.strip()}"
     else:
         name, _, root = rest.partition(":") if kind == "torchvision" else ("CIFAR10", "", "")
         tv_name = st.selectbox(
-            "Data set", TORCHVISION_SETS, index=TORCHVISION_SETS.index(name) if name in TORCHVISION_SETS else 0,
-            key=wkey("setup_tv_name"), persist_state=SESSION,
-        )  # fmt: skip
+            "Data set",
+            TORCHVISION_SETS,
+            index=TORCHVISION_SETS.index(name) if name in TORCHVISION_SETS else 0,
+            key=wkey("setup_tv_name"),
+            persist_state=SESSION,
+        )
         tv_root = st.text_input(
-            "Root folder", value=root, key=wkey("setup_tv_root"), persist_state=SESSION,
+            "Root folder",
+            value=root,
+            key=wkey("setup_tv_root"),
+            persist_state=SESSION,
             placeholder="~/data  (as passed to torchvision.datasets; oga never downloads)",
-        )  # fmt: skip
+        )
         spec = f"torchvision:{tv_name}:{tv_root.strip()}"
 
     # Flipped labels are for demos and for testing detectors: a user's own data starts at 0%.
     noise_now = int(round(current.noise * 100)) if source == kind else (10 if source == "demo" else 0)
     noise = st.slider(
-        "Flip labels on purpose (%)", 0, 50, noise_now, key=wkey(f"setup_noise_{source}"), persist_state=SESSION,
+        "Flip labels on purpose (%)",
+        0,
+        50,
+        noise_now,
+        key=wkey(f"setup_noise_{source}"),
+        persist_state=SESSION,
         help="Flips this share of labels and remembers the truth, so the Evaluate page can score the "
         "detectors. The demo flips 10%; leave 0 on your own data unless you want to test the detectors.",
-    )  # fmt: skip
+    )
     noise_kind = current.noise_kind
     if noise:
         noise_kind = st.radio(
-            "Kind of flips", ["symmetric", "pair"], index=["symmetric", "pair"].index(current.noise_kind),
-            key=wkey("setup_noise_kind"), persist_state=SESSION, horizontal=True,
+            "Kind of flips",
+            ["symmetric", "pair"],
+            index=["symmetric", "pair"].index(current.noise_kind),
+            key=wkey("setup_noise_kind"),
+            persist_state=SESSION,
+            horizontal=True,
             captions=["to any other class", "class k → k+1"],
-        )  # fmt: skip
+        )
 
     st.subheader("Model")
     mode_now = "checkpoint" if current.checkpoint else ("small_cnn" if current.model == "small_cnn" else "torchvision")
     mode = st.radio(
-        "Model", list(MODEL_MODES), index=list(MODEL_MODES).index(mode_now), format_func=MODEL_MODES.get,
-        key=wkey("setup_model_mode"), persist_state=SESSION, label_visibility="collapsed",
-    )  # fmt: skip
+        "Model",
+        list(MODEL_MODES),
+        index=list(MODEL_MODES).index(mode_now),
+        format_func=MODEL_MODES.get,
+        key=wkey("setup_model_mode"),
+        persist_state=SESSION,
+        label_visibility="collapsed",
+    )
     checkpoint = None
     if mode == "small_cnn":
         model = "small_cnn"
     elif mode == "torchvision":
         model = st.selectbox(
-            "Architecture", TRAINABLE, index=TRAINABLE.index(current.model) if current.model in TRAINABLE else 0,
-            key=wkey("setup_arch"), persist_state=SESSION, help="\n\n".join(f"**{m}**: {MODEL_HELP[m]}" for m in TRAINABLE),
-        )  # fmt: skip
+            "Architecture",
+            TRAINABLE,
+            index=TRAINABLE.index(current.model) if current.model in TRAINABLE else 0,
+            key=wkey("setup_arch"),
+            persist_state=SESSION,
+            help="\n\n".join(f"**{m}**: {MODEL_HELP[m]}" for m in TRAINABLE),
+        )
         st.caption(MODEL_HELP[model] + ". Training a ResNet on a CPU takes minutes per epoch on thousands of images.")
     else:
         models = list(MODELS)
         model = st.selectbox(
-            "Architecture of the checkpoint", models, index=models.index(current.model), key=wkey("setup_ckpt_arch"),
-            persist_state=SESSION, help="oga's own checkpoints and plain torchvision state dicts both load.",
-        )  # fmt: skip
+            "Architecture of the checkpoint",
+            models,
+            index=models.index(current.model),
+            key=wkey("setup_ckpt_arch"),
+            persist_state=SESSION,
+            help="oga's own checkpoints and plain torchvision state dicts both load.",
+        )
         path = st.text_input(
-            "Checkpoint file", value=current.checkpoint or "", key=wkey("setup_ckpt_path"), persist_state=SESSION,
+            "Checkpoint file",
+            value=current.checkpoint or "",
+            key=wkey("setup_ckpt_path"),
+            persist_state=SESSION,
             placeholder="/models/resnet18.pt  (a state dict; never executed, weights only)",
-        )  # fmt: skip
+        )
         upload = st.file_uploader("… or upload it", type=["pt", "pth", "ckpt", "bin"], key=wkey("setup_ckpt_upload"))
         checkpoint = str(ui.save_upload(upload.getvalue(), upload.name)) if upload is not None else path.strip() or None
         if checkpoint is None:
             st.info("Give a checkpoint file to score a model you already trained.", icon=":material/info:")
     default_epochs = 0 if mode == "checkpoint" else DEFAULT_EPOCHS.get(model, FALLBACK_EPOCHS)
     epochs = st.number_input(
-        "Fine-tuning epochs" if mode == "checkpoint" else "Training epochs", 0, 500,
+        "Fine-tuning epochs" if mode == "checkpoint" else "Training epochs",
+        0,
+        500,
         current.epochs if current.epochs is not None and mode == mode_now else default_epochs,
-        key=wkey(f"setup_epochs_{mode}"), persist_state=SESSION,
+        key=wkey(f"setup_epochs_{mode}"),
+        persist_state=SESSION,
         help="0 with a checkpoint scores it as it is. The final epoch's model is scored: no epoch is picked "
         "by looking at held-out accuracy.",
-    )  # fmt: skip
+    )
 
     st.subheader("Gradients")
     scope = st.radio(
-        "Scope", list(SCOPES), index=list(SCOPES).index(current.scope), format_func=SCOPES.get, key=wkey("setup_scope"),
-        persist_state=SESSION, help="The paper uses the last layer's gradient. All layers costs a backward "
+        "Scope",
+        list(SCOPES),
+        index=list(SCOPES).index(current.scope),
+        format_func=SCOPES.get,
+        key=wkey("setup_scope"),
+        persist_state=SESSION,
+        help="The paper uses the last layer's gradient. All layers costs a backward "
         "pass per batch (about 5x a forward pass).",
-    )  # fmt: skip
+    )
     st.caption("Detector and budget are in the sidebar: they re-rank at once, without retraining.")
 
     with st.expander("Advanced"):
         image_size = st.number_input(
-            "Image size for file sources (px)", 4, 1024, current.image_size, key=wkey("setup_image_size"),
-            persist_state=SESSION, help="File images are resized to a square of this side for the model.",
-        )  # fmt: skip
-        grayscale = st.checkbox("Read file images as grayscale", current.grayscale, key=wkey("setup_grayscale"), persist_state=SESSION)
+            "Image size for file sources (px)",
+            4,
+            1024,
+            current.image_size,
+            key=wkey("setup_image_size"),
+            persist_state=SESSION,
+            help="File images are resized to a square of this side for the model.",
+        )
+        grayscale = st.checkbox(
+            "Read file images as grayscale", current.grayscale, key=wkey("setup_grayscale"), persist_state=SESSION
+        )
         skip = st.checkbox(
-            "Skip unreadable images", current.skip_unreadable, key=wkey("setup_skip"), persist_state=SESSION,
+            "Skip unreadable images",
+            current.skip_unreadable,
+            key=wkey("setup_skip"),
+            persist_state=SESSION,
             help="Otherwise a corrupt or missing file stops the analysis with its name.",
-        )  # fmt: skip
+        )
         seed = st.number_input("Seed", 0, 2**31 - 1, current.seed, key=wkey("setup_seed"), persist_state=SESSION)
-        batch = st.number_input("Batch size", 1, 4096, current.batch_size, key=wkey("setup_batch"), persist_state=SESSION)
-        lr = st.number_input("Learning rate", 1e-6, 1.0, current.lr, format="%.5f", key=wkey("setup_lr"), persist_state=SESSION)
+        batch = st.number_input(
+            "Batch size", 1, 4096, current.batch_size, key=wkey("setup_batch"), persist_state=SESSION
+        )
+        lr = st.number_input(
+            "Learning rate", 1e-6, 1.0, current.lr, format="%.5f", key=wkey("setup_lr"), persist_state=SESSION
+        )
         device = st.selectbox(
-            "Device", ["auto", "cpu", "cuda"], index=["auto", "cpu", "cuda"].index(current.device)
-            if current.device in ("auto", "cpu", "cuda") else 0, key=wkey("setup_device"), persist_state=SESSION,
-        )  # fmt: skip
+            "Device",
+            ["auto", "cpu", "cuda"],
+            index=["auto", "cpu", "cuda"].index(current.device) if current.device in ("auto", "cpu", "cuda") else 0,
+            key=wkey("setup_device"),
+            persist_state=SESSION,
+        )
 
     if not st.button("Analyze", key="analyze", type="primary", icon=":material/play_arrow:", width="stretch"):
         return None
@@ -229,13 +301,25 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
         raise OgaError("Load a checkpoint: give its file path or upload it (or choose to train a model)")
     ranking = ui.session_config()
     config = AnalysisConfig(
-        data=spec, model=model, checkpoint=checkpoint,
+        data=spec,
+        model=model,
+        checkpoint=checkpoint,
         # The default epoch count is stored as None so these settings share the demo's cache entry.
         epochs=None if int(epochs) == default_epochs else int(epochs),
-        batch_size=int(batch), lr=float(lr), scope=scope, detector=ranking.detector, budget=ranking.budget,
-        per_class=ranking.per_class, noise=noise / 100, noise_kind=noise_kind, seed=int(seed), device=device,
-        image_size=int(image_size), grayscale=bool(grayscale), skip_unreadable=bool(skip),
-    )  # fmt: skip
+        batch_size=int(batch),
+        lr=float(lr),
+        scope=scope,
+        detector=ranking.detector,
+        budget=ranking.budget,
+        per_class=ranking.per_class,
+        noise=noise / 100,
+        noise_kind=noise_kind,
+        seed=int(seed),
+        device=device,
+        image_size=int(image_size),
+        grayscale=bool(grayscale),
+        skip_unreadable=bool(skip),
+    )
     config.validate()
     return config
 
@@ -260,7 +344,9 @@ def results(analysis: Analysis) -> None:
     cols[2].metric("Reviewed", f"{reviewed:,} of {flagged:,}")
     cols[3].metric("Accuracy", f"{run['train_accuracy']:.1%}", help="On the given labels, flipped ones included.")
     hits = run.get("cache_hits", [])
-    cols[4].metric("Analysis time", f"{run['timings']['total']:.1f} s", "cached" if "train" in hits else None, delta_color="off")
+    cols[4].metric(
+        "Analysis time", f"{run['timings']['total']:.1f} s", "cached" if "train" in hits else None, delta_color="off"
+    )
     if truth is not None and truth["flagged"]:
         st.markdown(
             f"Of the **{truth['flagged']}** flagged samples, **{truth['flagged_noisy']}** really were flipped "

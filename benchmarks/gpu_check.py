@@ -42,7 +42,9 @@ def gradient_agreement(device: torch.device) -> dict[str, float]:
         ref_l1, ref_l2 = (t.double().cpu().numpy() for t in norms_of(per_sample_gradients_vmap(model, x, y)))
         full = all_layer_norms(model, pixels, labels, batch_size=8, device=device)
         ghost = all_layer_norms(model, pixels, labels, want_l1=False, batch_size=8, device=device)
-        head_l1, head_l2 = (t.double().cpu().numpy() for t in norms_of(per_sample_gradients_vmap(model, x, y, only_head=True)))
+        head_l1, head_l2 = (
+            t.double().cpu().numpy() for t in norms_of(per_sample_gradients_vmap(model, x, y, only_head=True))
+        )
         fwd = forward_pass(model, pixels, device=device)
         l1, l2 = last_layer_norms(fwd.features, fwd.logits, labels)
         out[f"{name}_all_l2_rel_err"] = float(np.max(np.abs(full.l2 - ref_l2) / ref_l2))

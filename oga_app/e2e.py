@@ -56,18 +56,28 @@ class StreamlitServer:
 
     def start(self, timeout: float = 90) -> StreamlitServer:
         cmd = [
-            sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
-            "--server.address=127.0.0.1", f"--server.port={self.port}", "--browser.gatherUsageStats=false",
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless=true",
+            "--server.address=127.0.0.1",
+            f"--server.port={self.port}",
+            "--browser.gatherUsageStats=false",
             "--server.fileWatcherType=none",
-        ]  # fmt: skip
+        ]
         self.home.mkdir(parents=True, exist_ok=True)
-        out = open(self.log, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        out.close()
+        with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {self.proc.returncode}; log:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"streamlit exited with {self.proc.returncode}; log:\n{self.log.read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
                     if r.status == 200:
@@ -130,7 +140,7 @@ def wait_idle(page: object, timeout: float = 120_000) -> None:
     )
     # Widgets are drawn lazily after the run: wait for their skeletons and for images to load.
     page.wait_for_function(  # type: ignore[attr-defined]
-        "() => !document.querySelector('[data-testid=\"stSkeletonElement\"], [data-testid=\"stSkeleton\"]')"
+        '() => !document.querySelector(\'[data-testid="stSkeletonElement"], [data-testid="stSkeleton"]\')'
         " && [...document.images].every(i => i.complete)",
         timeout=timeout,
     )

@@ -25,11 +25,10 @@ FLAG_COLOR = "#e4572e"
 
 def _hover(frame: pd.DataFrame) -> list[str]:
     return [
-        f"<b>{sid}</b><br>given {g} · predicted {p}<br>score {s:.3g} (#{r})"
-        + (f"<br>{d}" if d != "undecided" else "")
-        for sid, g, p, s, r, d in frame[["sample_id", "label_name", "pred_name", "score", "rank", "decision"]].itertuples(
-            index=False
-        )
+        f"<b>{sid}</b><br>given {g} · predicted {p}<br>score {s:.3g} (#{r})" + (f"<br>{d}" if d != "undecided" else "")
+        for sid, g, p, s, r, d in frame[
+            ["sample_id", "label_name", "pred_name", "score", "rank", "decision"]
+        ].itertuples(index=False)
     ]
 
 
@@ -52,7 +51,12 @@ def _points(frame: pd.DataFrame, name: str, point_size: float, **marker: object)
 
 
 def map_figure(
-    frame: pd.DataFrame, *, color_by: str = "score", classes: Sequence[str] = (), point_size: float = 5.0, height: int = 600
+    frame: pd.DataFrame,
+    *,
+    color_by: str = "score",
+    classes: Sequence[str] = (),
+    point_size: float = 5.0,
+    height: int = 600,
 ) -> go.Figure:
     """The 2-D map of :func:`oga_core.summaries.map_frame` rows; flagged samples drawn larger.
 
@@ -73,10 +77,15 @@ def map_figure(
         ordered = frame.sort_values("score")  # most suspicious drawn last, on top
         fig.add_trace(
             _points(
-                ordered, "samples", point_size, color=ordered["score"], colorscale="Viridis",
-                colorbar={"title": {"text": "score"}, "thickness": 12}, showscale=True,
+                ordered,
+                "samples",
+                point_size,
+                color=ordered["score"],
+                colorscale="Viridis",
+                colorbar={"title": {"text": "score"}, "thickness": 12},
+                showscale=True,
             )
-        )  # fmt: skip
+        )
     elif color_by in ("given label", "predicted label"):
         column = "label_name" if color_by == "given label" else "pred_name"
         palette = qualitative.Dark24 if len(classes) > 10 else qualitative.T10
@@ -107,7 +116,9 @@ def map_figure(
     return fig
 
 
-def score_histogram(scores: pd.DataFrame, *, detector_label: str = "score", log_y: bool = False, height: int = 300) -> go.Figure:
+def score_histogram(
+    scores: pd.DataFrame, *, detector_label: str = "score", log_y: bool = False, height: int = 300
+) -> go.Figure:
     """Histogram of the ranking score, flagged samples in their own colour, the budget cut as a line."""
     values = scores["score"].to_numpy(dtype=np.float64)
     flagged = scores["flagged"].to_numpy(dtype=bool)
@@ -121,9 +132,12 @@ def score_histogram(scores: pd.DataFrame, *, detector_label: str = "score", log_
     cut = summaries.budget_cut(scores)
     if cut is not None:
         fig.add_vline(
-            x=cut, line_dash="dash", line_color="#333",
-            annotation_text=f"budget cut: {int(flagged.sum())} flagged", annotation_position="top left",
-        )  # fmt: skip
+            x=cut,
+            line_dash="dash",
+            line_color="#333",
+            annotation_text=f"budget cut: {int(flagged.sum())} flagged",
+            annotation_position="top left",
+        )
     fig.update_layout(
         barmode="stack",
         height=height,
@@ -138,20 +152,27 @@ def score_histogram(scores: pd.DataFrame, *, detector_label: str = "score", log_
     return fig
 
 
-def precision_figure(curve: pd.DataFrame, *, marks: dict[str, int] | None = None, active: str | None = None, height: int = 360) -> go.Figure:
+def precision_figure(
+    curve: pd.DataFrame, *, marks: dict[str, int] | None = None, active: str | None = None, height: int = 360
+) -> go.Figure:
     """Precision of the top-k against k, one line per score column (``summaries.precision_curve``)."""
     fig = go.Figure()
     palette = qualitative.T10
     for i, (name, part) in enumerate(curve.groupby("score", sort=False)):
         fig.add_trace(
             go.Scatter(
-                x=part["k"], y=part["precision"], mode="lines", name=name,
+                x=part["k"],
+                y=part["precision"],
+                mode="lines",
+                name=name,
                 line={"width": 3.5 if name == active else 1.8, "color": palette[i % len(palette)]},
                 hovertemplate=f"{name}<br>top %{{x}}: precision %{{y:.2f}}<extra></extra>",
             )
-        )  # fmt: skip
+        )
     for label, k in (marks or {}).items():
-        fig.add_vline(x=k, line_dash="dot", line_color="#777", annotation_text=label, annotation_position="bottom right")
+        fig.add_vline(
+            x=k, line_dash="dot", line_color="#777", annotation_text=label, annotation_position="bottom right"
+        )
     fig.update_layout(
         height=height,
         margin={"l": 8, "r": 8, "t": 8, "b": 8},

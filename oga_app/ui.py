@@ -305,21 +305,34 @@ def sidebar_ranking() -> None:
     with st.sidebar:
         st.markdown("**Ranking** · instant, no retraining")
         st.selectbox(
-            "Detector", DETECTORS, index=DETECTORS.index(config.detector), format_func=DETECTOR_LABELS.get,
-            key="rank_detector", on_change=_ranking_changed,
+            "Detector",
+            DETECTORS,
+            index=DETECTORS.index(config.detector),
+            format_func=DETECTOR_LABELS.get,
+            key="rank_detector",
+            on_change=_ranking_changed,
             help="The score that orders samples and decides which are flagged. OGA scores are outlier "
             "scores of each sample's loss gradient (L1 / L2 norm, Isolation Forest); the baselines "
             "(cross-entropy loss, EL2N = ‖softmax − one-hot‖₂, negative margin) use the same forward pass.",
-        )  # fmt: skip
+        )
         st.slider(
-            "Budget (% of samples flagged)", 0.5, 50.0, min(50.0, max(0.5, float(round(config.budget * 200) / 2))), 0.5,
-            key="rank_budget", on_change=_ranking_changed, format="%.1f%%",
+            "Budget (% of samples flagged)",
+            0.5,
+            50.0,
+            min(50.0, max(0.5, float(round(config.budget * 200) / 2))),
+            0.5,
+            key="rank_budget",
+            on_change=_ranking_changed,
+            format="%.1f%%",
             help="The paper trims the top 5%.",
-        )  # fmt: skip
+        )
         st.toggle(
-            "Rank within each class", value=config.per_class, key="rank_per_class", on_change=_ranking_changed,
+            "Rank within each class",
+            value=config.per_class,
+            key="rank_per_class",
+            on_change=_ranking_changed,
             help="Gradient norms differ by class; ranking within classes spreads the budget evenly.",
-        )  # fmt: skip
+        )
 
 
 def sidebar_summary() -> None:
@@ -336,7 +349,9 @@ def sidebar_summary() -> None:
     counts = table["decision"].value_counts()
     with st.sidebar:
         st.divider()
-        st.caption(f"**{escape_md(analysis.config.data)}** · {len(table):,} samples · {analysis.dataset.num_classes} classes")
+        st.caption(
+            f"**{escape_md(analysis.config.data)}** · {len(table):,} samples · {analysis.dataset.num_classes} classes"
+        )
         st.progress(reviewed / flagged if flagged else 0.0, text=f"Reviewed {reviewed} of {flagged} flagged")
         st.caption(
             f"kept {int(counts.get('keep', 0))} · dropped {int(counts.get('drop', 0))} · "
@@ -358,7 +373,7 @@ def run_analysis(config: AnalysisConfig, *, fresh: bool = False) -> Analysis:
     config.validate()
     status = st.status(f"Analyzing {config.data} …", expanded=True)
     bars = {stage: status.progress(0.0, text=STAGE_LABELS[stage]) for stage in STAGES}
-    last_draw = {stage: 0.0 for stage in STAGES}
+    last_draw = dict.fromkeys(STAGES, 0.0)
     epochs = config.resolved_epochs()
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -528,10 +543,15 @@ def _on_undo(store_path: str) -> None:
 def undo_button(analysis: Analysis, *, key: str = "undo") -> None:
     store = store_for(analysis)
     st.button(
-        "Undo last", key=key, icon=":material/undo:", on_click=_on_undo, args=(str(store.path),),
-        disabled=not store.can_undo(), shortcut="Ctrl+Z",
+        "Undo last",
+        key=key,
+        icon=":material/undo:",
+        on_click=_on_undo,
+        args=(str(store.path),),
+        disabled=not store.can_undo(),
+        shortcut="Ctrl+Z",
         help="Reverts the latest decision, or the latest bulk action as a whole (Ctrl+Z).",
-    )  # fmt: skip
+    )
 
 
 def bulk_actions(analysis: Analysis, rows: pd.DataFrame, *, key: str, scope: str = "on this page") -> None:
@@ -542,26 +562,45 @@ def bulk_actions(analysis: Analysis, rows: pd.DataFrame, *, key: str, scope: str
     keep_items = [(r.sample_id, "keep", int(r.label), None) for r in undecided.itertuples(index=False)]
     drop_items = [(r.sample_id, "drop", int(r.label), None) for r in rows.itertuples(index=False)]
     relabel_items = [(r.sample_id, "relabel", int(r.label), int(r.pred)) for r in disagree.itertuples(index=False)]
-    clear_items = [(r.sample_id, "clear", int(r.label), None) for r in rows.itertuples(index=False) if r.decision != summaries.UNDECIDED]
+    clear_items = [
+        (r.sample_id, "clear", int(r.label), None)
+        for r in rows.itertuples(index=False)
+        if r.decision != summaries.UNDECIDED
+    ]
     with st.container(horizontal=True, gap="small"):
         st.button(
-            f"Keep the undecided {scope} ({len(keep_items)})", key=f"{key}-keep", icon=":material/check:",
-            on_click=_on_bulk, args=(store_path, keep_items, "Kept"), disabled=not keep_items,
-        )  # fmt: skip
+            f"Keep the undecided {scope} ({len(keep_items)})",
+            key=f"{key}-keep",
+            icon=":material/check:",
+            on_click=_on_bulk,
+            args=(store_path, keep_items, "Kept"),
+            disabled=not keep_items,
+        )
         st.button(
-            f"Drop all {scope} ({len(drop_items)})", key=f"{key}-drop", icon=":material/delete:",
-            on_click=_on_bulk, args=(store_path, drop_items, "Dropped"), disabled=not drop_items,
-        )  # fmt: skip
+            f"Drop all {scope} ({len(drop_items)})",
+            key=f"{key}-drop",
+            icon=":material/delete:",
+            on_click=_on_bulk,
+            args=(store_path, drop_items, "Dropped"),
+            disabled=not drop_items,
+        )
         st.button(
-            f"Relabel to predicted ({len(relabel_items)})", key=f"{key}-relabel", icon=":material/edit:",
-            on_click=_on_bulk, args=(store_path, relabel_items, "Relabelled to the prediction"),
+            f"Relabel to predicted ({len(relabel_items)})",
+            key=f"{key}-relabel",
+            icon=":material/edit:",
+            on_click=_on_bulk,
+            args=(store_path, relabel_items, "Relabelled to the prediction"),
             disabled=not relabel_items,
             help="Every sample here whose prediction differs from its given label gets the predicted label.",
-        )  # fmt: skip
+        )
         st.button(
-            f"Clear decisions {scope} ({len(clear_items)})", key=f"{key}-clear", icon=":material/backspace:",
-            on_click=_on_bulk, args=(store_path, clear_items, "Cleared"), disabled=not clear_items,
-        )  # fmt: skip
+            f"Clear decisions {scope} ({len(clear_items)})",
+            key=f"{key}-clear",
+            icon=":material/backspace:",
+            on_click=_on_bulk,
+            args=(store_path, clear_items, "Cleared"),
+            disabled=not clear_items,
+        )
 
 
 # -- the sample grid -------------------------------------------------------------------------
@@ -609,18 +648,28 @@ def _card(analysis: Analysis, row: Any, index: int, store_path: str, editable: b
             return
         for col, action in zip(st.columns(2, gap="small"), ("keep", "drop")):
             col.button(
-                action.capitalize(), key=f"{action}-{sid}", on_click=_on_decide,
-                args=(store_path, sid, int(row.label), action), type="primary" if decision == action else "secondary",
-                width="stretch", help=f"{action.capitalize()} this sample (click again to take it back)",
-            )  # fmt: skip
+                action.capitalize(),
+                key=f"{action}-{sid}",
+                on_click=_on_decide,
+                args=(store_path, sid, int(row.label), action),
+                type="primary" if decision == action else "secondary",
+                width="stretch",
+                help=f"{action.capitalize()} this sample (click again to take it back)",
+            )
         choices = summaries.relabel_choices(len(classes), int(row.label), int(row.pred))
         current = int(row.new_label) if decision == "relabel" and int(row.new_label) in choices else None
         st.session_state[f"relabel-{sid}"] = current
         st.selectbox(
-            "Relabel to", choices, index=None, key=f"relabel-{sid}", placeholder="Relabel to …",
+            "Relabel to",
+            choices,
+            index=None,
+            key=f"relabel-{sid}",
+            placeholder="Relabel to …",
             format_func=lambda k, p=int(row.pred): f"→ {classes[k]}" + (" (predicted)" if k == p else ""),
-            on_change=_on_relabel, args=(store_path, sid, int(row.label)), label_visibility="collapsed",
-        )  # fmt: skip
+            on_change=_on_relabel,
+            args=(store_path, sid, int(row.label)),
+            label_visibility="collapsed",
+        )
 
 
 def preview_grid(analysis: Analysis, rows: pd.DataFrame, *, columns: int = 6) -> None:
@@ -643,7 +692,9 @@ FOCUS_KEY = "focus_sample"
 
 
 @safe_callback
-def _on_focus(store_path: str, sample_id: str, action: str | None, original: int, label: int | None, goto: str | None) -> None:
+def _on_focus(
+    store_path: str, sample_id: str, action: str | None, original: int, label: int | None, goto: str | None
+) -> None:
     if action is not None:
         _store_at(store_path).decide(sample_id, action, original_label=original, label=label)
     if goto is not None:
@@ -689,33 +740,63 @@ def focus_view(analysis: Analysis, queue: pd.DataFrame) -> None:
         st.badge(f"relabelled → {row.new_label_name}" if decision == "relabel" else text, color=color, icon=icon)
         with st.container(horizontal=True):
             st.button(
-                "Keep", key="focus-keep", shortcut="K", icon=":material/check:", on_click=_on_focus,
-                args=(store_path, sid, "keep", given, None, nxt), type="primary" if decision == "keep" else "secondary",
-            )  # fmt: skip
+                "Keep",
+                key="focus-keep",
+                shortcut="K",
+                icon=":material/check:",
+                on_click=_on_focus,
+                args=(store_path, sid, "keep", given, None, nxt),
+                type="primary" if decision == "keep" else "secondary",
+            )
             st.button(
-                "Drop", key="focus-drop", shortcut="D", icon=":material/delete:", on_click=_on_focus,
-                args=(store_path, sid, "drop", given, None, nxt), type="primary" if decision == "drop" else "secondary",
-            )  # fmt: skip
+                "Drop",
+                key="focus-drop",
+                shortcut="D",
+                icon=":material/delete:",
+                on_click=_on_focus,
+                args=(store_path, sid, "drop", given, None, nxt),
+                type="primary" if decision == "drop" else "secondary",
+            )
             st.button(
-                f"Relabel to {classes[pred]}", key="focus-predicted", shortcut="P", icon=":material/edit:",
-                on_click=_on_focus, args=(store_path, sid, "relabel", given, pred, nxt), disabled=agree,
-            )  # fmt: skip
+                f"Relabel to {classes[pred]}",
+                key="focus-predicted",
+                shortcut="P",
+                icon=":material/edit:",
+                on_click=_on_focus,
+                args=(store_path, sid, "relabel", given, pred, nxt),
+                disabled=agree,
+            )
         choices = summaries.relabel_choices(len(classes), given, pred)
         st.session_state["focus-relabel"] = None  # a fresh choice for every sample shown
         st.selectbox(
-            "… or relabel to", choices, index=None, key="focus-relabel", placeholder="another class",
+            "… or relabel to",
+            choices,
+            index=None,
+            key="focus-relabel",
+            placeholder="another class",
             format_func=lambda k: classes[k] + (" (predicted)" if k == pred else ""),
-            on_change=_on_focus_relabel, args=(store_path, sid, given, nxt),
-        )  # fmt: skip
+            on_change=_on_focus_relabel,
+            args=(store_path, sid, given, nxt),
+        )
         with st.container(horizontal=True):
             st.button(
-                "Previous", key="focus-prev", shortcut="Left", icon=":material/arrow_back:", on_click=_on_focus,
-                args=(store_path, sid, None, given, None, prev), disabled=prev is None,
-            )  # fmt: skip
+                "Previous",
+                key="focus-prev",
+                shortcut="Left",
+                icon=":material/arrow_back:",
+                on_click=_on_focus,
+                args=(store_path, sid, None, given, None, prev),
+                disabled=prev is None,
+            )
             st.button(
-                "Next", key="focus-next", shortcut="Right", icon=":material/arrow_forward:", on_click=_on_focus,
-                args=(store_path, sid, None, given, None, nxt), disabled=nxt is None,
-            )  # fmt: skip
+                "Next",
+                key="focus-next",
+                shortcut="Right",
+                icon=":material/arrow_forward:",
+                on_click=_on_focus,
+                args=(store_path, sid, None, given, None, nxt),
+                disabled=nxt is None,
+            )
 
 
 # -- selections from the map -----------------------------------------------------------------

@@ -12,7 +12,6 @@ Bad input ends with one line on stderr (``oga: error: ...``) and exit status 2, 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import sys
@@ -23,30 +22,51 @@ from oga_core.errors import OgaError
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="demo:digits | demo:mnist5k | folder:PATH | csv:PATH | torchvision:NAME:ROOT")
+    p.add_argument(
+        "--data", required=True, help="demo:digits | demo:mnist5k | folder:PATH | csv:PATH | torchvision:NAME:ROOT"
+    )
     p.add_argument("--noise", type=float, default=0.0, help="flip this fraction of labels on purpose (truth kept)")
     p.add_argument("--noise-kind", default="symmetric", choices=["symmetric", "pair"])
     p.add_argument("--seed", type=int, default=0, help="seeds the noise, the model's initialisation and training")
     p.add_argument("--image-size", type=int, default=32, help="side in pixels file images are resized to (default 32)")
     p.add_argument("--grayscale", action="store_true", help="read file images as one channel")
-    p.add_argument("--skip-unreadable", action="store_true", help="leave out corrupt or unreadable images instead of stopping")
+    p.add_argument(
+        "--skip-unreadable", action="store_true", help="leave out corrupt or unreadable images instead of stopping"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oga", description="Outlier Gradient Analysis: find and fix detrimental training samples.")
+    parser = argparse.ArgumentParser(
+        prog="oga", description="Outlier Gradient Analysis: find and fix detrimental training samples."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("analyze", help="train or load a model, score every sample, write scores.csv and run.json")
     _add_data_args(a)
     a.add_argument("--out", required=True, type=Path, help="output folder")
-    a.add_argument("--model", default="small_cnn", help="small_cnn | resnet18 | resnet34 | resnet50 | resnet18_imagenet | resnet50_imagenet")
-    a.add_argument("--checkpoint", type=Path, help="state dict to load (weights only); skips training unless --epochs is given")
-    a.add_argument("--epochs", type=int, help="training epochs (default: 12 for small_cnn, 8 otherwise, 0 with --checkpoint)")
+    a.add_argument(
+        "--model",
+        default="small_cnn",
+        help="small_cnn | resnet18 | resnet34 | resnet50 | resnet18_imagenet | resnet50_imagenet",
+    )
+    a.add_argument(
+        "--checkpoint", type=Path, help="state dict to load (weights only); skips training unless --epochs is given"
+    )
+    a.add_argument(
+        "--epochs", type=int, help="training epochs (default: 12 for small_cnn, 8 otherwise, 0 with --checkpoint)"
+    )
     a.add_argument("--batch-size", type=int, default=128)
     a.add_argument("--lr", type=float, default=2e-3)
-    a.add_argument("--scope", default="last", choices=["last", "all"], help="gradient of the last layer (closed form) or of all layers")
     a.add_argument(
-        "--detector", default="l2", choices=["l1", "l2", "iforest", "loss", "el2n", "margin"],
+        "--scope",
+        default="last",
+        choices=["last", "all"],
+        help="gradient of the last layer (closed form) or of all layers",
+    )
+    a.add_argument(
+        "--detector",
+        default="l2",
+        choices=["l1", "l2", "iforest", "loss", "el2n", "margin"],
         help="score that decides 'flagged' (default l2: the OGA gradient L2 norm)",
     )
     a.add_argument("--budget", type=float, default=0.05, help="fraction of samples to flag (default 0.05)")
@@ -70,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(e)
     e.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
     e.add_argument("--folder", type=Path, help="also copy the cleaned data set here as <class>/<image>")
-    e.add_argument("--dropped", default="exclude", choices=["exclude", "mark"], help="leave dropped samples out, or keep them marked")
+    e.add_argument(
+        "--dropped",
+        default="exclude",
+        choices=["exclude", "mark"],
+        help="leave dropped samples out, or keep them marked",
+    )
     e.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --folder")
 
     b = sub.add_parser("bench", help="detection quality and speed, side by side with the baselines")
@@ -78,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="markdown report to write")
     b.add_argument("--device", default="auto")
     b.add_argument("--parts", default="quality,speed,scaling", help="comma-separated subset of quality,speed,scaling")
-    b.add_argument("--merge", type=Path, metavar="JSON", help="merge another run's results (e.g. a GPU speed run) into --out's, then rewrite the report")
+    b.add_argument(
+        "--merge",
+        type=Path,
+        metavar="JSON",
+        help="merge another run's results (e.g. a GPU speed run) into --out's, then rewrite the report",
+    )
     return parser
 
 
@@ -98,9 +128,14 @@ def _progress_bars(quiet: bool) -> Callable[[str, int, int], None] | None:
             # hide every bar; shutil falls back to $COLUMNS / $LINES or 80 x 24.
             size = shutil.get_terminal_size()
             bar = bars[stage] = tqdm(
-                total=total, desc=f"{stage:>9}", unit="", leave=True, file=sys.stderr,
-                ncols=min(100, size.columns), nrows=max(size.lines, 10),
-            )  # fmt: skip
+                total=total,
+                desc=f"{stage:>9}",
+                unit="",
+                leave=True,
+                file=sys.stderr,
+                ncols=min(100, size.columns),
+                nrows=max(size.lines, 10),
+            )
         ending = (done, total) == (1, 1)  # the pipeline ends every stage with (1, 1)
         if ending and bar.total > 1:  # keep the stage's real count on the finished bar
             done = total = bar.total
@@ -132,11 +167,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from oga_core.store import write_json
 
     config = AnalysisConfig(
-        data=args.data, model=args.model, checkpoint=str(args.checkpoint) if args.checkpoint else None,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, scope=args.scope, detector=args.detector,
-        budget=args.budget, per_class=args.per_class, noise=args.noise, noise_kind=args.noise_kind, seed=args.seed,
-        device=args.device, image_size=args.image_size, grayscale=args.grayscale, skip_unreadable=args.skip_unreadable,
-    )  # fmt: skip
+        data=args.data,
+        model=args.model,
+        checkpoint=str(args.checkpoint) if args.checkpoint else None,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        scope=args.scope,
+        detector=args.detector,
+        budget=args.budget,
+        per_class=args.per_class,
+        noise=args.noise,
+        noise_kind=args.noise_kind,
+        seed=args.seed,
+        device=args.device,
+        image_size=args.image_size,
+        grayscale=args.grayscale,
+        skip_unreadable=args.skip_unreadable,
+    )
     out: Path = args.out
     _writable_dir(out)
     analysis = analyze(config, progress=_progress_bars(args.quiet))
@@ -170,9 +218,14 @@ def _data_config(args: argparse.Namespace):
     from oga_core.pipeline import AnalysisConfig
 
     return AnalysisConfig(
-        data=args.data, noise=args.noise, noise_kind=args.noise_kind, seed=args.seed, image_size=args.image_size,
-        grayscale=args.grayscale, skip_unreadable=args.skip_unreadable,
-    )  # fmt: skip
+        data=args.data,
+        noise=args.noise,
+        noise_kind=args.noise_kind,
+        seed=args.seed,
+        image_size=args.image_size,
+        grayscale=args.grayscale,
+        skip_unreadable=args.skip_unreadable,
+    )
 
 
 def _open_data(args: argparse.Namespace):
@@ -196,7 +249,9 @@ def class_index(text: str, classes: Sequence[str]) -> int:
         return list(classes).index(text)
     if text.isdigit() and int(text) < len(classes):
         return int(text)
-    raise OgaError(f"unknown class '{text}': choose one of {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}")
+    raise OgaError(
+        f"unknown class '{text}': choose one of {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}"
+    )
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
@@ -227,8 +282,12 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from oga_core.export import (
-        check_destination, check_manifest_path, cleaned_manifest, export_image_folder, write_manifest,
-    )  # fmt: skip
+        check_destination,
+        check_manifest_path,
+        cleaned_manifest,
+        export_image_folder,
+        write_manifest,
+    )
 
     loaded, store = _open_data(args)
     check_manifest_path(args.out, loaded.dataset)  # refuse bad places before writing anything
@@ -241,7 +300,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"copied {sum(per_class.values())} images in {len(per_class)} classes to {args.folder}")
     write_manifest(manifest, args.out)
     counts = manifest["action"].value_counts().to_dict()
-    print(f"wrote {len(manifest)} rows to {args.out} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")")
+    print(
+        f"wrote {len(manifest)} rows to {args.out} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")"
+    )
     if scores is None:
         print(
             "note: this data, with these --noise / --seed / --skip-unreadable settings, has no analysis on "
@@ -290,7 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
-    handlers = {"analyze": cmd_analyze, "decide": cmd_decide, "undo": cmd_undo, "export": cmd_export, "bench": cmd_bench}
+    handlers = {
+        "analyze": cmd_analyze,
+        "decide": cmd_decide,
+        "undo": cmd_undo,
+        "export": cmd_export,
+        "bench": cmd_bench,
+    }
     try:
         return handlers[args.command](args)
     except OgaError as exc:

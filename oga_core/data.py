@@ -300,8 +300,7 @@ def load_source(
         name, _, root = rest.partition(":")
         return load_torchvision(name, _need_path(root, spec))
     raise DataError(
-        f"unknown data source '{spec}': use demo:digits, demo:mnist5k, folder:PATH, csv:PATH "
-        "or torchvision:NAME:ROOT"
+        f"unknown data source '{spec}': use demo:digits, demo:mnist5k, folder:PATH, csv:PATH or torchvision:NAME:ROOT"
     )
 
 
@@ -369,8 +368,7 @@ def load_folder(root: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: i
             labels.append(label)
     if not paths:
         raise DataError(
-            f"no images found in {root}: expected {root}/<class>/<image> with extensions "
-            f"{', '.join(IMG_EXTENSIONS)}"
+            f"no images found in {root}: expected {root}/<class>/<image> with extensions {', '.join(IMG_EXTENSIONS)}"
         )
     return LabeledImages(
         source=f"folder:{root}",
@@ -494,7 +492,13 @@ def load_csv(manifest: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: 
 
 _CIFAR_LAYOUT = {
     # name: (folder, train batch files, meta file, label key, class-name key)
-    "CIFAR10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "batches.meta", "labels", "label_names"),
+    "CIFAR10": (
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        "batches.meta",
+        "labels",
+        "label_names",
+    ),
     "CIFAR100": ("cifar-100-python", ("train",), "meta", "fine_labels", "fine_label_names"),
 }
 
@@ -577,13 +581,19 @@ def load_torchvision(name: str, root: Path) -> LabeledImages:
 
         # torchvision's MNIST readers also demand the t10k (test) files; oga reads only the train split.
         labels_file = expected.with_name("train-labels-idx1-ubyte")
-        cls = type(canonical, (getattr(tvd, canonical),), {"_check_exists": lambda self: expected.is_file() and labels_file.is_file()})
+        cls = type(
+            canonical,
+            (getattr(tvd, canonical),),
+            {"_check_exists": lambda self: expected.is_file() and labels_file.is_file()},
+        )
         try:
             ds = cls(str(root), train=True, download=False)
         except RuntimeError:
             raise not_found from None
         except Exception as exc:  # a truncated or foreign file: say which set and where
-            raise DataError(f"torchvision {canonical} under {root} cannot be read: {type(exc).__name__}: {exc}") from None
+            raise DataError(
+                f"torchvision {canonical} under {root} cannot be read: {type(exc).__name__}: {exc}"
+            ) from None
         pixels = np.asarray(ds.data)[:, None]
         targets = np.asarray(ds.targets)
         classes = [str(c) for c in ds.classes]

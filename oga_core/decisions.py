@@ -114,7 +114,9 @@ class DecisionStore:
             try:
                 batch = self._next_batch(con)
                 for d in items:
-                    old = con.execute("SELECT action, label FROM decisions WHERE sample_id = ?", (d.sample_id,)).fetchone()
+                    old = con.execute(
+                        "SELECT action, label FROM decisions WHERE sample_id = ?", (d.sample_id,)
+                    ).fetchone()
                     old_action, old_label = old if old else (None, int(d.original_label))
                     if d.action == "clear":
                         new_label = int(d.original_label)
@@ -184,7 +186,8 @@ class DecisionStore:
         """Current decisions: sample_id, action, label, original_label, updated_at (epoch s)."""
         with self._connect() as con:
             return pd.read_sql_query(
-                "SELECT sample_id, action, label, original_label, updated_at FROM decisions ORDER BY updated_at, sample_id", con
+                "SELECT sample_id, action, label, original_label, updated_at FROM decisions ORDER BY updated_at, sample_id",
+                con,
             )
 
     def events(self) -> pd.DataFrame:
@@ -218,4 +221,4 @@ class DecisionStore:
         """How many samples have each action."""
         with self._connect() as con:
             rows = con.execute("SELECT action, COUNT(*) FROM decisions GROUP BY action").fetchall()
-        return {action: 0 for action in ACTIONS} | {a: int(n) for a, n in rows}
+        return dict.fromkeys(ACTIONS, 0) | {a: int(n) for a, n in rows}

@@ -150,7 +150,9 @@ def check_destination(dest: Path, dataset: LabeledImages, *, overwrite: bool = F
         if not overwrite:
             raise OgaError(f"{dest} is not empty; choose an empty folder or allow overwriting an earlier export")
         if not (dest / "manifest.csv").is_file():
-            raise OgaError(f"{dest} is not empty and not an earlier oga export (no manifest.csv); choose an empty folder")
+            raise OgaError(
+                f"{dest} is not empty and not an earlier oga export (no manifest.csv); choose an empty folder"
+            )
     return dest
 
 
@@ -211,7 +213,9 @@ def export_image_folder(
         raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
     old: Path | None = None
     try:
-        for n, (sid, label, action) in enumerate(rows[["sample_id", "label", "action"]].itertuples(index=False), start=1):
+        for n, (sid, label, action) in enumerate(
+            rows[["sample_id", "label", "action"]].itertuples(index=False), start=1
+        ):
             i = position[sid]
             folder = folders.get(str(label)) or safe_name(label)
             src = dataset.file_path(i)

@@ -214,7 +214,9 @@ class _LayerStats:
     """Squared L2 and L1 norms ``(B,)`` of one layer's per-sample gradient, fed block by block;
     blocks also go into the shared sketch when there is one."""
 
-    def __init__(self, name: str, bsz: int, device: torch.device, *, want_l1: bool, sketch: CountSketch | None, sketch_out):
+    def __init__(
+        self, name: str, bsz: int, device: torch.device, *, want_l1: bool, sketch: CountSketch | None, sketch_out
+    ):
         self.name, self.want_l1, self.sketch, self.sketch_out = name, want_l1, sketch, sketch_out
         self.sq = torch.zeros(bsz, device=device)
         self.l1 = torch.zeros(bsz, device=device)
@@ -255,7 +257,9 @@ def _weight_grads(a: torch.Tensor, b: torch.Tensor, stats: _LayerStats, lo: int 
         stats.add("weight", g.flatten(1), lo + s)
 
 
-def _layer_stats(module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weight: bool, bias: bool, stats: _LayerStats) -> None:
+def _layer_stats(
+    module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weight: bool, bias: bool, stats: _LayerStats
+) -> None:
     """One layer's per-sample gradient over its trainable parameters (``weight`` and/or ``bias``):
     ``x`` is the layer's input, ``gout`` its output's gradient."""
     bsz = x.shape[0]
@@ -284,7 +288,9 @@ def _layer_stats(module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weig
             a = xs.reshape(n, 1, -1, xs.shape[-1])
             b = gs.reshape(n, 1, -1, gs.shape[-1])
         else:  # Conv2d: unfold the input into (n, T, Cin*kh*kw) patches, split by group
-            cols = F.unfold(xs, conv.kernel_size, dilation=conv.dilation, padding=_conv_padding(conv), stride=conv.stride)
+            cols = F.unfold(
+                xs, conv.kernel_size, dilation=conv.dilation, padding=_conv_padding(conv), stride=conv.stride
+            )
             g = conv.groups
             a = cols.view(n, g, -1, t).transpose(2, 3)
             b = gs.flatten(2).view(n, g, -1, t).transpose(2, 3)
@@ -335,9 +341,13 @@ def all_layer_norms(
             def grad_hook(g):
                 with torch.no_grad():
                     stats = _LayerStats(
-                        name, len(a), a.device, want_l1=want_l1, sketch=sketch,
+                        name,
+                        len(a),
+                        a.device,
+                        want_l1=want_l1,
+                        sketch=sketch,
                         sketch_out=torch.zeros(len(a), sketch_dims, device=a.device) if sketch else None,
-                    )  # fmt: skip
+                    )
                     _layer_stats(module, a, g.detach(), weight=weight, bias=bias, stats=stats)
                 done[name] = stats
 
@@ -417,9 +427,14 @@ def gradient_stats(
         return GradientStats(scope="last", features=out.features, logits=out.logits, l1=l1, l2=l2)
     if scope == "all":
         return all_layer_norms(
-            model, pixels, labels, sketch_dims=SKETCH_DIMS, batch_size=max(1, batch_size // 2), device=device,
+            model,
+            pixels,
+            labels,
+            sketch_dims=SKETCH_DIMS,
+            batch_size=max(1, batch_size // 2),
+            device=device,
             progress=progress,
-        )  # fmt: skip
+        )
     raise OgaError(f"unknown scope '{scope}': use {' or '.join(SCOPES)}")
 
 
@@ -454,7 +469,9 @@ def per_sample_gradients_loop(
     """The same as :func:`per_sample_gradients_vmap` by one ``autograd.grad`` call per sample,
     as the paper's code does; the slow baseline of the benchmarks."""
     model.eval()
-    named = [(k, v) for k, v in model.named_parameters() if v.requires_grad and (not only_head or k.startswith("head."))]
+    named = [
+        (k, v) for k, v in model.named_parameters() if v.requires_grad and (not only_head or k.startswith("head."))
+    ]
     out: dict[str, list[torch.Tensor]] = {k: [] for k, _ in named}
     for i in range(len(x)):
         loss = F.cross_entropy(model(x[i : i + 1]), y[i : i + 1])

@@ -166,8 +166,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
-    if not isinstance(obj, Mapping) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    if (
+        not isinstance(obj, Mapping)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
         raise ModelError(f"checkpoint {path} is not a state dict (a mapping of parameter names to tensors)")
     # DataParallel / DistributedDataParallel prefix every key with "module."
@@ -210,10 +212,13 @@ def load_checkpoint(model: Classifier, path: Path, *, new_head: bool = False) ->
     if wrong:
         problems.append("; ".join(wrong[:3]) + (f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else ""))
     if missing:
-        problems.append(f"missing {', '.join(missing[:3])}" + (f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""))
+        problems.append(
+            f"missing {', '.join(missing[:3])}" + (f" (+{len(missing) - 3} more)" if len(missing) > 3 else "")
+        )
     if unexpected:
         problems.append(
-            f"unexpected {', '.join(unexpected[:3])}" + (f" (+{len(unexpected) - 3} more)" if len(unexpected) > 3 else "")
+            f"unexpected {', '.join(unexpected[:3])}"
+            + (f" (+{len(unexpected) - 3} more)" if len(unexpected) > 3 else "")
         )
     if problems:
         hint = " (train for at least one epoch to fine-tune it with a new head)" if head_differs and body_fits else ""

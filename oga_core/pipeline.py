@@ -123,7 +123,9 @@ class Analysis:
     def workspace(self) -> Path:
         return workspace_dir(self.data_id)
 
-    def rescore(self, *, detector: str | None = None, budget: float | None = None, per_class: bool | None = None) -> Analysis:
+    def rescore(
+        self, *, detector: str | None = None, budget: float | None = None, per_class: bool | None = None
+    ) -> Analysis:
         """The same analysis ranked by another detector, budget or per-class setting: no recomputation."""
         config = dataclasses.replace(
             self.config,
@@ -296,7 +298,9 @@ def load_data(config: AnalysisConfig, cache: Cache, stages: _Stages | None = Non
     noise = None
     data_id = dataset.fingerprint()
     if config.noise > 0:
-        noise = flip_labels(dataset.labels, dataset.num_classes, rate=config.noise, kind=config.noise_kind, seed=config.seed)
+        noise = flip_labels(
+            dataset.labels, dataset.num_classes, rate=config.noise, kind=config.noise_kind, seed=config.seed
+        )
         dataset = dataset.with_labels(noise.given)
         data_id = cache_key(fp=data_id, noise=config.noise, kind=config.noise_kind, seed=config.seed)
     return LoadedData(dataset, np.asarray(pixels), fingerprint, data_id, noise)
@@ -313,12 +317,22 @@ def fit_model(
 ) -> tuple[Classifier, str, dict, bool]:
     """Build, load and/or train the model; returns (model, key, training record, cache hit)."""
     epochs = config.resolved_epochs()
-    checkpoint_digest = file_digest(Path(config.checkpoint)) if config.checkpoint and Path(config.checkpoint).is_file() else None
+    checkpoint_digest = (
+        file_digest(Path(config.checkpoint)) if config.checkpoint and Path(config.checkpoint).is_file() else None
+    )
     key = cache_key(
-        data=data_id, model=config.model, checkpoint=checkpoint_digest, epochs=epochs, batch=config.batch_size,
-        lr=config.lr, seed=config.seed, shape=dataset.image_shape, classes=dataset.num_classes, device=device.type,
+        data=data_id,
+        model=config.model,
+        checkpoint=checkpoint_digest,
+        epochs=epochs,
+        batch=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        shape=dataset.image_shape,
+        classes=dataset.num_classes,
+        device=device.type,
         version=CACHE_VERSION,
-    )  # fmt: skip
+    )
     c, h, _ = dataset.image_shape
     model = build_model(config.model, num_classes=dataset.num_classes, in_channels=c, image_size=h, seed=config.seed)
     hit = cache.get("model", key)
@@ -331,9 +345,16 @@ def fit_model(
     if config.checkpoint:
         head_replaced = load_checkpoint(model, Path(config.checkpoint), new_head=epochs > 0)
     result = train(
-        model, pixels, dataset.labels, epochs=epochs, batch_size=config.batch_size, lr=config.lr,
-        seed=config.seed, device=device, progress=report,
-    )  # fmt: skip
+        model,
+        pixels,
+        dataset.labels,
+        epochs=epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        device=device,
+        progress=report,
+    )
     model.cpu().eval()
     record = {"epochs": epochs, "seconds": round(result.seconds, 3), "history": result.history}
     if head_replaced:
@@ -368,18 +389,30 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
     if hit is not None:
         layer_names = read_json(hit / "layers.json")["names"]
         stats = GradientStats(
-            scope=config.scope, features=load_array(hit, "features"), logits=load_array(hit, "logits"),  # type: ignore[arg-type]
-            l1=load_array(hit, "l1"), l2=load_array(hit, "l2"), layer_l2=load_array(hit, "layer_l2"),  # type: ignore[arg-type]
-            layer_names=layer_names, sketch=load_array(hit, "sketch"),
-        )  # fmt: skip
+            scope=config.scope,
+            features=load_array(hit, "features"),
+            logits=load_array(hit, "logits"),  # type: ignore[arg-type]
+            l1=load_array(hit, "l1"),
+            l2=load_array(hit, "l2"),
+            layer_l2=load_array(hit, "layer_l2"),  # type: ignore[arg-type]
+            layer_names=layer_names,
+            sketch=load_array(hit, "sketch"),
+        )
     else:
         batch = 512 if config.scope == "last" else config.batch_size
-        stats = gradient_stats(model, pixels, dataset.labels, scope=config.scope, batch_size=batch, device=device, progress=report)
+        stats = gradient_stats(
+            model, pixels, dataset.labels, scope=config.scope, batch_size=batch, device=device, progress=report
+        )
         with cache.entry("gradients", stats_key) as folder:
             save_arrays(
-                folder, features=stats.features, logits=stats.logits, l1=stats.l1, l2=stats.l2,
-                layer_l2=stats.layer_l2, sketch=stats.sketch,
-            )  # fmt: skip
+                folder,
+                features=stats.features,
+                logits=stats.logits,
+                l1=stats.l1,
+                l2=stats.l2,
+                layer_l2=stats.layer_l2,
+                sketch=stats.sketch,
+            )
             write_json(folder / "layers.json", {"names": stats.layer_names})
     model.cpu()
     stages.end(hit=hit is not None)
@@ -422,9 +455,17 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
         run["noisy_samples"] = int(noise.noisy.sum())
         run["train_accuracy_clean_labels"] = float((pred == noise.clean).mean())
     analysis = Analysis(
-        config=config, dataset=dataset, pixels=pixels, stats=stats, scores=table, run=run, data_id=data_id,
-        noise=noise, cache=cache, keys={"model": model_key, "gradients": stats_key, "scores": scores_key},
-    )  # fmt: skip
+        config=config,
+        dataset=dataset,
+        pixels=pixels,
+        stats=stats,
+        scores=table,
+        run=run,
+        data_id=data_id,
+        noise=noise,
+        cache=cache,
+        keys={"model": model_key, "gradients": stats_key, "scores": scores_key},
+    )
     record_latest(analysis)
     return analysis
 
@@ -489,7 +530,9 @@ def adopt_earlier_decisions(config: AnalysisConfig, dataset: LabeledImages, data
     position = {sid: i for i, sid in enumerate(dataset.ids)}
     carried = [
         Decision(sid, action, int(original), int(label))
-        for sid, action, label, original in table[["sample_id", "action", "label", "original_label"]].itertuples(index=False)
+        for sid, action, label, original in table[["sample_id", "action", "label", "original_label"]].itertuples(
+            index=False
+        )
         if sid in position
         and int(dataset.labels[position[sid]]) == int(original)
         and 0 <= int(label) < dataset.num_classes

@@ -186,7 +186,9 @@ def precision_curve(
                 {"score": col, "k": ks, "precision": hits / ks, "recall": hits / positives if positives else np.nan}
             )
         )
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["score", "k", "precision", "recall"])
+    return (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["score", "k", "precision", "recall"])
+    )
 
 
 # -- the map ---------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def map_frame(table: pd.DataFrame, coords: np.ndarray) -> pd.DataFrame:
         raise ValueError(f"coords have shape {coords.shape}, expected ({len(table)}, 2)")
     cols = ["sample_id", "label_name", "pred_name", "score", "rank", "flagged"]
     out = table[cols].copy()
-    out["decision"] = table["decision"] if "decision" in table else UNDECIDED
+    out["decision"] = table.get("decision", UNDECIDED)
     out.insert(0, "y", coords[:, 1])
     out.insert(0, "x", coords[:, 0])
     return out.reset_index(drop=True)

@@ -74,7 +74,9 @@ def extract_image_archive(data: bytes, parent: Path, *, max_bytes: int = MAX_UNP
                 continue  # hidden files (.DS_Store, ._resource forks) are not images
             total += info.file_size
             if total > max_bytes:
-                raise DataError(f"the archive unpacks to more than {max_bytes / 2**30:.0f} GiB; unpack it on disk and give the folder")
+                raise DataError(
+                    f"the archive unpacks to more than {max_bytes / 2**30:.0f} GiB; unpack it on disk and give the folder"
+                )
             members.append((info, rel))
         if not members:
             raise DataError("the archive holds no files")

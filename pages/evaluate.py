@@ -35,7 +35,7 @@ def evaluate(analysis) -> None:
     metrics.insert(0, "in use", metrics["score"].eq(active).map({True: "◀ ranking", False: ""}))
     number_cols = [c for c in metrics.columns if c not in ("score", "in use")]
     st.dataframe(
-        metrics.style.format({c: "{:.3f}" for c in number_cols}).background_gradient(
+        metrics.style.format(dict.fromkeys(number_cols, "{:.3f}")).background_gradient(
             cmap="Greens", subset=number_cols, axis=0
         ),
         width="stretch",
@@ -48,8 +48,9 @@ def evaluate(analysis) -> None:
     curve = summaries.precision_curve(analysis.scores, truth)
     st.plotly_chart(
         figures.precision_figure(curve, marks={"budget": k_budget, "flipped": n_bad}, active=active),
-        key="precision_curve", config={"displaylogo": False},
-    )  # fmt: skip
+        key="precision_curve",
+        config={"displaylogo": False},
+    )
 
     st.subheader("Your decisions against the truth")
     table = ui.decided_table(analysis)
@@ -60,18 +61,23 @@ def evaluate(analysis) -> None:
         st.caption("No decisions yet: review some flagged samples and come back.")
     c = st.columns(4)
     c[0].metric(
-        "Precision of your drop / relabel calls", _pct(quality.get("precision_of_bad_calls")),
+        "Precision of your drop / relabel calls",
+        _pct(quality.get("precision_of_bad_calls")),
         help=f"{quality.get('marked_bad', 0)} samples marked bad; share of them that really were flipped.",
-    )  # fmt: skip
-    c[1].metric("Kept samples that were clean", _pct(quality.get("kept_clean_rate")), help=f"{quality.get('kept', 0)} kept")
+    )
+    c[1].metric(
+        "Kept samples that were clean", _pct(quality.get("kept_clean_rate")), help=f"{quality.get('kept', 0)} kept"
+    )
     c[2].metric(
-        "Relabels that restored the true class", _pct(quality.get("relabel_accuracy")),
+        "Relabels that restored the true class",
+        _pct(quality.get("relabel_accuracy")),
         help=f"{quality.get('relabeled', 0)} relabelled",
-    )  # fmt: skip
+    )
     c[3].metric(
-        "Flipped labels caught", f"{caught.get('caught', 0)} of {caught.get('noisy', n_bad)}",
+        "Flipped labels caught",
+        f"{caught.get('caught', 0)} of {caught.get('noisy', n_bad)}",
         help="Dropped or relabelled so far.",
-    )  # fmt: skip
+    )
 
 
 ui.require_entry()

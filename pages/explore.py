@@ -39,14 +39,24 @@ with ui.guard(setup_link=True):
 
     c = st.columns([2, 3, 2, 1, 1], vertical_alignment="bottom")
     method = c[0].segmented_control(
-        "Map", list(METHODS), default="umap", format_func=METHODS.get, key="map_method", required=True,
-        persist_state=SESSION, help="UMAP keeps clusters apart (the first map in a new server takes ~30 s to "
-        "compile); PCA is instant.",
-    )  # fmt: skip
-    space = c[1].segmented_control(
-        "Of", list(SPACES), default="features", format_func=SPACES.get, key="map_space", required=True,
+        "Map",
+        list(METHODS),
+        default="umap",
+        format_func=METHODS.get,
+        key="map_method",
+        required=True,
         persist_state=SESSION,
-    )  # fmt: skip
+        help="UMAP keeps clusters apart (the first map in a new server takes ~30 s to compile); PCA is instant.",
+    )
+    space = c[1].segmented_control(
+        "Of",
+        list(SPACES),
+        default="features",
+        format_func=SPACES.get,
+        key="map_space",
+        required=True,
+        persist_state=SESSION,
+    )
     color_by = c[2].selectbox("Colour by", figures.COLOR_BY, key="map_color", persist_state=SESSION)
     size = c[3].number_input("Point size", 2.0, 14.0, 5.0, 1.0, key="map_point_size", persist_state=SESSION)
     log_y = c[4].toggle("Log y", key="hist_log", persist_state=SESSION, help="Histogram counts on a log scale.")
@@ -59,9 +69,11 @@ with ui.guard(setup_link=True):
         frame = summaries.map_frame(table, coords)
         st.plotly_chart(
             figures.map_figure(frame, color_by=color_by, classes=classes, point_size=size),
-            key="map", on_select=_on_select, selection_mode=("points", "box", "lasso"),
+            key="map",
+            on_select=_on_select,
+            selection_mode=("points", "box", "lasso"),
             config={"displaylogo": False, "scrollZoom": True},
-        )  # fmt: skip
+        )
         st.caption(
             f"{len(frame):,} samples; flagged ones drawn larger. Drag a box or lasso (toolbar) to select; "
             "double-click to clear; scroll to zoom."
@@ -70,18 +82,24 @@ with ui.guard(setup_link=True):
         st.markdown(f"**Scores** · {ui.DETECTOR_LABELS[analysis.config.detector]}")
         st.plotly_chart(
             figures.score_histogram(table, detector_label=ui.DETECTOR_LABELS[analysis.config.detector], log_y=log_y),
-            key="histogram", config={"displaylogo": False},
-        )  # fmt: skip
-        st.metric("Flagged", f"{int(table['flagged'].sum()):,} of {len(table):,}", f"top {analysis.config.budget:.1%}",
-                  delta_color="off")  # fmt: skip
+            key="histogram",
+            config={"displaylogo": False},
+        )
+        st.metric(
+            "Flagged",
+            f"{int(table['flagged'].sum()):,} of {len(table):,}",
+            f"top {analysis.config.budget:.1%}",
+            delta_color="off",
+        )
 
     st.markdown("**Flagged samples · given label (rows) × predicted label (columns)**")
     confusion = summaries.flagged_confusion(analysis.scores, classes)
     inner = (confusion.index[:-1], confusion.columns[:-1])
     st.dataframe(
         confusion.style.background_gradient(cmap="Oranges", subset=inner, axis=None),
-        width="stretch", height=36 * (len(confusion) + 1) + 3,  # every row visible, no inner scroll
-    )  # fmt: skip
+        width="stretch",
+        height=36 * (len(confusion) + 1) + 3,  # every row visible, no inner scroll
+    )
     st.caption("Off-diagonal cells are flagged samples the model disagrees with: the likely label errors.")
 
     selected = [sid for sid in st.session_state.get(SELECTION, []) if sid]

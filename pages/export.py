@@ -42,27 +42,43 @@ with ui.guard(setup_link=True):
     c[3].metric("Undecided", f"{len(analysis.dataset) - sum(counts.values()):,}", help="Exported as they are.")
 
     dropped = st.radio(
-        "Dropped samples", list(DROPPED), format_func=DROPPED.get, key="export_dropped", horizontal=True,
+        "Dropped samples",
+        list(DROPPED),
+        format_func=DROPPED.get,
+        key="export_dropped",
+        horizontal=True,
         persist_state=SESSION,
-    )  # fmt: skip
+    )
     manifest = cleaned_manifest(analysis.dataset, decisions, scores=analysis.scores, dropped=dropped)
 
     st.subheader("Cleaned manifest")
     st.caption("Columns: sample_id, path, original_label, label, action, score. Undecided samples keep their label.")
-    only_decided = st.toggle("Preview decided samples only", value=True, key="export_only_decided", persist_state=SESSION)
+    only_decided = st.toggle(
+        "Preview decided samples only", value=True, key="export_only_decided", persist_state=SESSION
+    )
     preview = manifest[manifest["action"] != "undecided"] if only_decided else manifest
     st.dataframe(safe_csv_frame(preview.head(2000)), width="stretch", hide_index=True, height=260)
-    st.caption(f"{len(manifest):,} rows in the manifest" + (" (preview shows the first 2,000)" if len(preview) > 2000 else ""))
+    st.caption(
+        f"{len(manifest):,} rows in the manifest" + (" (preview shows the first 2,000)" if len(preview) > 2000 else "")
+    )
 
     row = st.columns([2, 3, 1], vertical_alignment="bottom")
     row[0].download_button(
-        "Download cleaned CSV", manifest_csv_bytes(manifest), file_name=f"{slug}-cleaned.csv", mime="text/csv",
-        key="download-csv", type="primary", icon=":material/download:", on_click="ignore",
-    )  # fmt: skip
+        "Download cleaned CSV",
+        manifest_csv_bytes(manifest),
+        file_name=f"{slug}-cleaned.csv",
+        mime="text/csv",
+        key="download-csv",
+        type="primary",
+        icon=":material/download:",
+        on_click="ignore",
+    )
     csv_path = row[1].text_input(
-        "… or write it to", str(ui.export_dir(analysis) / "cleaned.csv"), key="export_csv_path",
+        "… or write it to",
+        str(ui.export_dir(analysis) / "cleaned.csv"),
+        key="export_csv_path",
         persist_state=SESSION,
-    )  # fmt: skip
+    )
     if row[2].button("Write CSV", key="write-csv", icon=":material/save:"):
         with ui.guard():
             written = write_manifest(manifest, check_manifest_path(Path(csv_path), analysis.dataset))
@@ -82,10 +98,16 @@ with ui.guard(setup_link=True):
         with ui.guard():
             bar = st.progress(0.0, text="Copying images …")
             per_class = export_image_folder(
-                analysis.dataset, manifest, Path(dest), overwrite=overwrite,
-                progress=lambda done, total: bar.progress(done / total, text=f"Copying images: {done:,} of {total:,}")
-                if done == total or done % 200 == 0 else None,
-            )  # fmt: skip
+                analysis.dataset,
+                manifest,
+                Path(dest),
+                overwrite=overwrite,
+                progress=lambda done, total: (
+                    bar.progress(done / total, text=f"Copying images: {done:,} of {total:,}")
+                    if done == total or done % 200 == 0
+                    else None
+                ),
+            )
             bar.empty()
             st.success(
                 f"Copied {sum(per_class.values()):,} images in {len(per_class)} classes to {Path(dest).expanduser().resolve()}",
@@ -97,10 +119,16 @@ with ui.guard(setup_link=True):
         with ui.guard():
             bar = st.progress(0.0, text="Packing images …")
             zip_path, per_class = export_image_zip(
-                analysis.dataset, manifest, oga_home() / "exports" / slug / f"{slug}-cleaned.zip", name=f"{slug}-cleaned",
-                progress=lambda done, total: bar.progress(done / total, text=f"Packing images: {done:,} of {total:,}")
-                if done == total or done % 200 == 0 else None,
-            )  # fmt: skip
+                analysis.dataset,
+                manifest,
+                oga_home() / "exports" / slug / f"{slug}-cleaned.zip",
+                name=f"{slug}-cleaned",
+                progress=lambda done, total: (
+                    bar.progress(done / total, text=f"Packing images: {done:,} of {total:,}")
+                    if done == total or done % 200 == 0
+                    else None
+                ),
+            )
             bar.empty()
             st.session_state["export_zip"] = (str(zip_path), dropped, len(store.events()))
     built, built_dropped, built_events = st.session_state.get("export_zip") or (None, None, None)
@@ -109,10 +137,15 @@ with ui.guard(setup_link=True):
     elif built and Path(built).is_file() and Path(built).name.startswith(slug):
         with open(built, "rb") as archive:
             row[1].download_button(
-                f"Download {Path(built).name} ({Path(built).stat().st_size / 2**20:.1f} MiB)", archive,
-                file_name=Path(built).name, mime="application/zip", key="download-zip", on_click="ignore",
-                icon=":material/download:", type="primary",
-            )  # fmt: skip
+                f"Download {Path(built).name} ({Path(built).stat().st_size / 2**20:.1f} MiB)",
+                archive,
+                file_name=Path(built).name,
+                mime="application/zip",
+                key="download-zip",
+                on_click="ignore",
+                icon=":material/download:",
+                type="primary",
+            )
     else:
         row[1].caption("For a server you cannot reach by file path: the same copy as one download.")
 
@@ -120,6 +153,10 @@ with ui.guard(setup_link=True):
         events = store.events()
         st.dataframe(safe_csv_frame(events.tail(500)), width="stretch", hide_index=True)
         st.download_button(
-            "Download the decision log", manifest_csv_bytes(events), file_name=f"{slug}-decision-log.csv",
-            mime="text/csv", key="download-log", on_click="ignore",
-        )  # fmt: skip
+            "Download the decision log",
+            manifest_csv_bytes(events),
+            file_name=f"{slug}-decision-log.csv",
+            mime="text/csv",
+            key="download-log",
+            on_click="ignore",
+        )

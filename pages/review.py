@@ -42,17 +42,31 @@ with ui.guard(setup_link=True):
 
     f = st.columns([3, 3, 2, 2, 2], vertical_alignment="bottom")
     given = f[0].multiselect(
-        "Given label", range(len(classes)), format_func=lambda k: classes[k], key="review_given",
-        placeholder="All classes", on_change=_first_page, persist_state=SESSION,
-    )  # fmt: skip
+        "Given label",
+        range(len(classes)),
+        format_func=lambda k: classes[k],
+        key="review_given",
+        placeholder="All classes",
+        on_change=_first_page,
+        persist_state=SESSION,
+    )
     predicted = f[1].multiselect(
-        "Predicted label", range(len(classes)), format_func=lambda k: classes[k], key="review_pred",
-        placeholder="All classes", on_change=_first_page, persist_state=SESSION,
-    )  # fmt: skip
+        "Predicted label",
+        range(len(classes)),
+        format_func=lambda k: classes[k],
+        key="review_pred",
+        placeholder="All classes",
+        on_change=_first_page,
+        persist_state=SESSION,
+    )
     state = f[2].selectbox(
-        "Decision", list(STATE_LABELS), format_func=STATE_LABELS.get, key="review_state",
-        on_change=_first_page, persist_state=SESSION,
-    )  # fmt: skip
+        "Decision",
+        list(STATE_LABELS),
+        format_func=STATE_LABELS.get,
+        key="review_state",
+        on_change=_first_page,
+        persist_state=SESSION,
+    )
     page_size = f[3].selectbox(
         "Per page", [10, 20, 40, 80], index=1, key="review_page_size", on_change=_first_page, persist_state=SESSION
     )
@@ -60,14 +74,19 @@ with ui.guard(setup_link=True):
     columns = f[4].selectbox("Columns", [3, 4, 5, 6, 8], index=2, key="review_columns", persist_state=SESSION)
     t = st.columns(2)
     include_all = t[0].toggle(
-        "Also show samples below the budget (ranked by score)", key="review_all", on_change=_first_page,
-        persist_state=SESSION, help="The counter still counts flagged samples only.",
-    )  # fmt: skip
+        "Also show samples below the budget (ranked by score)",
+        key="review_all",
+        on_change=_first_page,
+        persist_state=SESSION,
+        help="The counter still counts flagged samples only.",
+    )
     focus = t[1].toggle(
-        "One at a time, from the keyboard", key="review_focus", persist_state=SESSION,
+        "One at a time, from the keyboard",
+        key="review_focus",
+        persist_state=SESSION,
         help="K keep · D drop · P relabel to the prediction · ← → previous / next · Ctrl+Z undo. "
         "Each decision moves on to the next sample.",
-    )  # fmt: skip
+    )
 
     queue = summaries.review_queue(table, include_unflagged=include_all, given=given, predicted=predicted, state=state)
     n_pages = summaries.page_bounds(len(queue), 1, page_size)[2]

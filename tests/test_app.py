@@ -204,7 +204,9 @@ def test_review_shows_flagged_by_score_and_records_each_decision_kind(home, demo
     relabel_box = at.selectbox(key=f"relabel-{relabel_id}")
     # The prediction is offered first, and the given label not at all.
     assert relabel_box.options[0].startswith(f"→ {row['pred_name']}") and "(predicted)" in relabel_box.options[0]
-    assert all(not o.startswith(f"→ {row['label_name']} ") and o != f"→ {row['label_name']}" for o in relabel_box.options)
+    assert all(
+        not o.startswith(f"→ {row['label_name']} ") and o != f"→ {row['label_name']}" for o in relabel_box.options
+    )
     new_label = int(row["pred"]) if row["pred"] != row["label"] else next(k for k in range(10) if k != row["label"])
 
     at.button(key=f"keep-{keep_id}").click().run()
@@ -296,7 +298,9 @@ def _select(at: AppTest, points: list[dict]) -> AppTest:
     states: WidgetStates = at._tree.get_widget_states()
     state = states.widgets.add()
     state.id = chart.proto.id
-    state.string_value = json.dumps({"selection": {"points": points, "point_indices": [p["point_index"] for p in points], "box": [], "lasso": []}})
+    state.string_value = json.dumps(
+        {"selection": {"points": points, "point_indices": [p["point_index"] for p in points], "box": [], "lasso": []}}
+    )
     return at._run(states)
 
 
@@ -310,9 +314,13 @@ def test_explore_selection_opens_exactly_the_selected_ids(home, demo):
     chosen = [(1, 3), (7, 0), (4, 5)]
     points = [
         {
-            "curve_number": c, "point_number": i, "point_index": i, "x": array(traces[c]["x"])[i],
-            "y": array(traces[c]["y"])[i], "customdata": array(traces[c]["customdata"])[i],
-        }  # fmt: skip
+            "curve_number": c,
+            "point_number": i,
+            "point_index": i,
+            "x": array(traces[c]["x"])[i],
+            "y": array(traces[c]["y"])[i],
+            "customdata": array(traces[c]["customdata"])[i],
+        }
         for c, i in chosen
     ]
     at = _select(at, points)
@@ -371,7 +379,12 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 def test_export_writes_the_cleaned_manifest(home, demo, tmp_path):
     dropped, relabelled, kept = _decide_three(demo)
     at = open_page("export")
-    assert {m.label: m.value for m in at.metric} == {"Kept": "1", "Dropped": "1", "Relabelled": "1", "Undecided": "1,794"}
+    assert {m.label: m.value for m in at.metric} == {
+        "Kept": "1",
+        "Dropped": "1",
+        "Relabelled": "1",
+        "Undecided": "1,794",
+    }
     assert at.get("download_button")[0].proto.label == "Download cleaned CSV"
 
     out = tmp_path / "out" / "cleaned.csv"
@@ -512,7 +525,9 @@ def test_one_at_a_time_review_moves_on_after_each_decision(home, demo):
     else:
         at.button(key="focus-keep").click().run()
     assert card_ids_focus(at) == ids[2]
-    other = next(k for k in range(10) if k not in (demo.scores.set_index("sample_id").loc[ids[2], ["label", "pred"]].tolist()))
+    other = next(
+        k for k in range(10) if k not in (demo.scores.set_index("sample_id").loc[ids[2], ["label", "pred"]].tolist())
+    )
     at.selectbox(key="focus-relabel").set_value(other).run()
     assert decisions(demo).loc[ids[2], "label"] == other and card_ids_focus(at) == ids[3]
     at.button(key="focus-prev").click().run()

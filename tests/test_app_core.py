@@ -58,7 +58,9 @@ def decisions_frame(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
 def test_with_decisions_joins_by_id_and_ignores_unknown_ids():
     table = score_table()
     joined = summaries.with_decisions(
-        table, decisions_frame([("s01", "drop", int(table.label[1])), ("s02", "relabel", 2), ("gone", "keep", 0)]), CLASSES
+        table,
+        decisions_frame([("s01", "drop", int(table.label[1])), ("s02", "relabel", 2), ("gone", "keep", 0)]),
+        CLASSES,
     )
     assert joined.loc[1, "decision"] == "drop" and joined.loc[1, "new_label"] == table.label[1]
     assert joined.loc[2, "decision"] == "relabel" and joined.loc[2, "new_label"] == 2
@@ -90,7 +92,13 @@ def test_review_queue_filters_and_sorts_by_score():
 
 @pytest.mark.parametrize(
     ("n", "page", "size", "expected"),
-    [(0, 1, 24, (0, 0, 1)), (50, 1, 24, (0, 24, 3)), (50, 3, 24, (48, 50, 3)), (50, 9, 24, (48, 50, 3)), (50, 0, 24, (0, 24, 3))],
+    [
+        (0, 1, 24, (0, 0, 1)),
+        (50, 1, 24, (0, 24, 3)),
+        (50, 3, 24, (48, 50, 3)),
+        (50, 9, 24, (48, 50, 3)),
+        (50, 0, 24, (0, 24, 3)),
+    ],
 )
 def test_page_bounds(n, page, size, expected):
     assert summaries.page_bounds(n, page, size) == expected
@@ -117,7 +125,11 @@ def test_budget_cut_and_flagged_truth():
     assert summaries.budget_cut(table) == pytest.approx(table.loc[table.flagged, "score"].min())
     assert summaries.budget_cut(table.assign(flagged=False)) is None
     truth = summaries.flagged_truth(table)
-    assert truth == {"noisy": int(table.noisy.sum()), "flagged": 10, "flagged_noisy": int((table.noisy & table.flagged).sum())}
+    assert truth == {
+        "noisy": int(table.noisy.sum()),
+        "flagged": 10,
+        "flagged_noisy": int((table.noisy & table.flagged).sum()),
+    }
     assert summaries.flagged_truth(table.drop(columns="noisy")) is None
 
 
@@ -140,7 +152,11 @@ def test_decisions_vs_truth_counts_caught_flips():
     joined = summaries.with_decisions(
         table, decisions_frame([(noisy_ids[0], "drop", 0), (noisy_ids[1], "keep", 0), (clean_id, "drop", 0)]), CLASSES
     )
-    assert summaries.decisions_vs_truth(joined) == {"noisy": len(noisy_ids), "caught": 1, "noisy_undecided": len(noisy_ids) - 2}
+    assert summaries.decisions_vs_truth(joined) == {
+        "noisy": len(noisy_ids),
+        "caught": 1,
+        "noisy_undecided": len(noisy_ids) - 2,
+    }
 
 
 def test_map_frame_and_density_grid():
@@ -158,9 +174,12 @@ def test_map_frame_and_density_grid():
 
 def test_thumbnails_enlarge_small_images_sharply_and_shrink_large_ones(tmp_path):
     small = LabeledImages(
-        source="t", ids=["a", "b"], labels=np.array([0, 1]), classes=["x", "y"],
+        source="t",
+        ids=["a", "b"],
+        labels=np.array([0, 1]),
+        classes=["x", "y"],
         pixels=np.array([[[[0, 255], [255, 0]]], [[[9, 9], [9, 9]]]], dtype=np.uint8),
-    )  # fmt: skip
+    )
     im = summaries.thumbnail(small, 0, side=128)
     assert im.size == (128, 128)
     assert set(np.unique(np.asarray(im))) == {0, 255}  # no smoothing between pixels
@@ -168,9 +187,13 @@ def test_thumbnails_enlarge_small_images_sharply_and_shrink_large_ones(tmp_path)
     Image.new("RGB", (1000, 500), (200, 10, 10)).save(tmp_path / "x" / "big.jpg")
     Image.new("RGB", (10, 10)).save(tmp_path / "x" / "tiny.png")
     files = LabeledImages(
-        source="f", ids=["x/big.jpg", "x/tiny.png"], labels=np.array([0, 1]), classes=["x", "y"],
-        root=tmp_path, paths=["x/big.jpg", "x/tiny.png"],
-    )  # fmt: skip
+        source="f",
+        ids=["x/big.jpg", "x/tiny.png"],
+        labels=np.array([0, 1]),
+        classes=["x", "y"],
+        root=tmp_path,
+        paths=["x/big.jpg", "x/tiny.png"],
+    )
     assert summaries.thumbnail(files, 0, side=128).size == (128, 64)
     png = summaries.thumbnail_png(files, 1, side=128)
     assert Image.open(io.BytesIO(png)).size == (120, 120)
@@ -204,7 +227,7 @@ def zip_bytes(entries: dict[str, bytes], *, links: dict[str, str] | None = None)
             archive.writestr(name, data)
         for name, target in (links or {}).items():
             info = zipfile.ZipInfo(name)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             archive.writestr(info, target)
     return buf.getvalue()
 
@@ -216,7 +239,9 @@ def png() -> bytes:
 
 
 def test_extract_image_archive_finds_the_class_folders_once(tmp_path):
-    data = zip_bytes({"pets/cat/1.png": png(), "pets/dog/2.png": png(), "__MACOSX/pets/._1.png": b"x", "pets/.DS_Store": b"x"})
+    data = zip_bytes(
+        {"pets/cat/1.png": png(), "pets/dog/2.png": png(), "__MACOSX/pets/._1.png": b"x", "pets/.DS_Store": b"x"}
+    )
     root = extract_image_archive(data, tmp_path)
     assert root.name == "pets" and sorted(p.name for p in root.iterdir()) == ["cat", "dog"]
     assert not list(tmp_path.rglob("__MACOSX")) and not list(tmp_path.rglob(".DS_Store"))
@@ -247,7 +272,7 @@ def test_extract_image_archive_refuses_non_zips_and_bombs(tmp_path):
         extract_image_archive(b"PK? no", tmp_path)
     with pytest.raises(DataError, match="more than"):
         extract_image_archive(zip_bytes({"cat/1.png": b"\0" * 5000}), tmp_path, max_bytes=1000)
-    assert not [p for p in tmp_path.iterdir()]  # nothing half unpacked
+    assert not list(tmp_path.iterdir())  # nothing half unpacked
 
 
 def test_zip_folder_and_export_image_zip(tmp_path):
@@ -261,9 +286,12 @@ def test_zip_folder_and_export_image_zip(tmp_path):
         zip_folder(tmp_path / "missing", tmp_path / "m.zip")
 
     ds = LabeledImages(
-        source="t", ids=["0", "1", "2"], labels=np.array([0, 1, 1]), classes=["a", "b"],
+        source="t",
+        ids=["0", "1", "2"],
+        labels=np.array([0, 1, 1]),
+        classes=["a", "b"],
         pixels=np.zeros((3, 1, 4, 4), np.uint8),
-    )  # fmt: skip
+    )
     manifest = pd.DataFrame({"sample_id": ["0", "2"], "label": ["a", "a"], "action": ["keep", "relabel"]})
     built, counts = export_image_zip(ds, manifest, tmp_path / "e" / "clean.zip", name="clean")
     with zipfile.ZipFile(built) as archive:

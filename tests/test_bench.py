@@ -26,8 +26,16 @@ def test_report_files_and_sections(quick_bench):
     out, results = quick_bench
     text = out.read_text()
     assert results["mode"] == "quick"
-    for heading in ("## Machine", "## Detection quality", "### AUROC", "### Average precision", "## Speed and memory",
-                    "### The cache", "## Scaling", "Where OGA does not win"):  # fmt: skip
+    for heading in (
+        "## Machine",
+        "## Detection quality",
+        "### AUROC",
+        "### Average precision",
+        "## Speed and memory",
+        "### The cache",
+        "## Scaling",
+        "Where OGA does not win",
+    ):
         assert heading in text, heading
     for col in COLUMNS:  # every score column, cleanlab and random included, is in the tables
         assert f"`{col}`" in text
@@ -84,7 +92,7 @@ def test_speed_and_scaling_numbers(quick_bench):
     assert small["memory"]["ghost_all"]["extra_mib"] >= 0
     cache = speed["cache"]
     assert cache["hit_stages"] == ["decode", "train", "gradients", "scores"]
-    assert 0 < cache["hit_seconds"] and 0 < cache["rescore_seconds"]
+    assert cache["hit_seconds"] > 0 and cache["rescore_seconds"] > 0
     sizes = results["scaling"]["sizes"]
     assert [s["n"] for s in sizes] == [2000]
     assert sizes[0]["analyze_wall_seconds"] > 0 and sizes[0]["analyze_peak_rss_mib"] > 0

@@ -60,7 +60,9 @@ def test_drop_and_relabel_survive_a_killed_server(tmp_path: Path):
             chosen = option.inner_text().strip()  # "→ 4 (predicted)": the prediction is offered first
             new_label = re.fullmatch(r"→ (.+?)( \(predicted\))?", chosen).group(1)
             option.click()
-            page.locator(e2e.key_css(f"card-{relabelled}")).get_by_text(f"relabelled → {new_label}").wait_for(timeout=30_000)
+            page.locator(e2e.key_css(f"card-{relabelled}")).get_by_text(f"relabelled → {new_label}").wait_for(
+                timeout=30_000
+            )
             e2e.wait_idle(page)
             main(page).get_by_text("Reviewed 2 of 90 flagged").wait_for(timeout=30_000)
 

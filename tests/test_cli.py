@@ -48,8 +48,20 @@ def test_analyze_digits_writes_scores_and_run(tmp_path, capsys, digits_analysis)
     assert [line for line in stderr.splitlines() if not PROGRESS.match(line)] == []
 
     scores = pd.read_csv(out / "scores.csv")
-    required = ["sample_id", "label", "pred", "loss", "el2n", "margin", "oga_l1", "oga_l2", "oga_iforest",
-                "flagged", "noisy", "clean_label"]  # fmt: skip
+    required = [
+        "sample_id",
+        "label",
+        "pred",
+        "loss",
+        "el2n",
+        "margin",
+        "oga_l1",
+        "oga_l2",
+        "oga_iforest",
+        "flagged",
+        "noisy",
+        "clean_label",
+    ]
     assert set(required) <= set(scores.columns)
     assert len(scores) == 1797 and scores["sample_id"].is_unique
     assert int(scores["flagged"].sum()) == round(0.05 * 1797)
@@ -118,13 +130,24 @@ def test_bad_csv_manifests(tmp_path, capsys, make_images):
 
 def test_bad_checkpoints(tmp_path, capsys):
     torch.save(build_model("small_cnn", num_classes=3, in_channels=1, image_size=8).state_dict(), tmp_path / "three.pt")
-    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "three.pt")),
-           "does not fit this model", "head.weight is [3, 128] in the file but [10, 128]")  # fmt: skip
+    _fails(
+        capsys,
+        _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "three.pt")),
+        "does not fit this model",
+        "head.weight is [3, 128] in the file but [10, 128]",
+    )
     torch.save([torch.zeros(2)], tmp_path / "list.pt")
-    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "list.pt")), "is not a state dict")
+    _fails(
+        capsys,
+        _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "list.pt")),
+        "is not a state dict",
+    )
     torch.save({"opt": torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)}, tmp_path / "obj.pt")
-    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "obj.pt")),
-           "holds Python objects beyond tensors (torch.optim.sgd.SGD)")  # fmt: skip
+    _fails(
+        capsys,
+        _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "obj.pt")),
+        "holds Python objects beyond tensors (torch.optim.sgd.SGD)",
+    )
     _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path / "nope.pt")), "does not exist")
 
 
@@ -148,7 +171,11 @@ def test_more_bad_input_found_in_review(tmp_path, capsys, monkeypatch, make_imag
     _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--seed", "-1"), "seed must be between")
     _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--batch-size", "1"), "batch size must be at least 2")
     # a mistyped checkpoint is an error even when an analysis without it is in the cache
-    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path)), "does not exist or is not a file")
+    _fails(
+        capsys,
+        _analyze("demo:digits", tmp_path / "o", "--checkpoint", str(tmp_path)),
+        "does not exist or is not a file",
+    )
     # a tiny file that decodes to 225 megapixels is an unreadable image, named, not a crash
     root = make_images(tmp_path / "bomb", {"a": 2, "b": 2})
     Image.new("1", (15000, 15000)).save(root / "a" / "big.png")
@@ -176,8 +203,11 @@ def test_console_script_prints_one_line_and_no_traceback(tmp_path):
     env = {**os.environ, "OGA_THREADS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [script, "analyze", "--data", f"folder:{tmp_path / 'nowhere'}", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     errors = [line for line in proc.stderr.splitlines() if not PROGRESS.match(line)]
@@ -193,8 +223,21 @@ def test_progress_bars_on_a_terminal(tmp_path, digits_analysis):
     pid, fd = pty.fork()
     if pid == 0:  # the child: exec the console script with the pty as its terminal
         os.environ.update(OGA_THREADS="1", OMP_NUM_THREADS="1")
-        os.execv(script, [script, "analyze", "--data", config.data, "--noise", str(config.noise),
-                          "--seed", str(config.seed), "--out", str(tmp_path / "o")])  # fmt: skip
+        os.execv(
+            script,
+            [
+                script,
+                "analyze",
+                "--data",
+                config.data,
+                "--noise",
+                str(config.noise),
+                "--seed",
+                str(config.seed),
+                "--out",
+                str(tmp_path / "o"),
+            ],
+        )
     chunks = []
     while True:
         try:
@@ -262,8 +305,20 @@ def test_bad_decisions_and_exports(tmp_path, capsys, make_images):
     assert main(["export", *data, *out, "--folder", str(tmp_path / "clean"), "--overwrite"]) == 0
     assert not (tmp_path / "clean" / "cat" / "cat_0.png").exists()  # the earlier export was replaced whole
     assert main(["decide", *data, "--sample", "cat/cat_0.png", "--clear"]) == 0
-    assert main(["export", *data, "--out", str(tmp_path / "clean" / "m.csv"), "--folder", str(tmp_path / "clean"),
-                 "--overwrite"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                *data,
+                "--out",
+                str(tmp_path / "clean" / "m.csv"),
+                "--folder",
+                str(tmp_path / "clean"),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "clean" / "m.csv").is_file()  # the manifest may live in the exported folder
     counts = np.unique([p.parent.name for p in (tmp_path / "clean").rglob("*.png")], return_counts=True)
     assert dict(zip(*counts)) == {"cat": 2, "dog": 2}

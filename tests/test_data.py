@@ -30,9 +30,14 @@ def test_folder_ids_are_relative_paths_and_classes_sorted(tmp_path, make_images)
     ds = load_source(f"folder:{root}", image_size=8)
     assert ds.classes == ["ant", "moth", "zebra"]  # sorted; the empty folder is no class
     assert ds.ids == [
-        "ant/ant_0.png", "ant/ant_1.png", "ant/ant_2.png", "ant/sub/deep.png",
-        "moth/moth_0.png", "zebra/zebra_0.png", "zebra/zebra_1.png",
-    ]  # fmt: skip
+        "ant/ant_0.png",
+        "ant/ant_1.png",
+        "ant/ant_2.png",
+        "ant/sub/deep.png",
+        "moth/moth_0.png",
+        "zebra/zebra_0.png",
+        "zebra/zebra_1.png",
+    ]
     assert ds.labels.tolist() == [0, 0, 0, 0, 1, 2, 2]
     assert ds.is_files and ds.file_path(3) == root / "ant" / "sub" / "deep.png"
     assert ds.image_shape == (3, 8, 8)
@@ -140,7 +145,11 @@ def test_csv_label_errors(tmp_path, make_images):
 
 def test_csv_structure_errors(tmp_path, make_images):
     make_images(tmp_path / "imgs", {"x": 2})
-    for path, msg in [("/etc/passwd", "must be relative"), ("../x.png", "leaves the manifest's folder"), ("a/../../x.png", "leaves")]:
+    for path, msg in [
+        ("/etc/passwd", "must be relative"),
+        ("../x.png", "leaves the manifest's folder"),
+        ("a/../../x.png", "leaves"),
+    ]:
         m = _manifest(tmp_path, [("imgs/x/x_0.png", "a"), (path, "b")])
         with pytest.raises(DataError, match=msg):
             load_source(f"csv:{m}")
@@ -285,7 +294,9 @@ def test_csv_fingerprint_follows_the_manifest_labels(tmp_path, make_images):
 
 def test_array_dataset_copies_share_storage():
     pixels = np.arange(4 * 1 * 2 * 2, dtype=np.uint8).reshape(4, 1, 2, 2)
-    ds = LabeledImages(source="t", ids=["a", "b", "c", "d"], labels=np.array([0, 1, 0, 1]), classes=["x", "y"], pixels=pixels)
+    ds = LabeledImages(
+        source="t", ids=["a", "b", "c", "d"], labels=np.array([0, 1, 0, 1]), classes=["x", "y"], pixels=pixels
+    )
     sub = ds.subset([3, 1])
     assert sub.ids == ["d", "b"] and sub.labels.tolist() == [1, 1]
     np.testing.assert_array_equal(sub.image(0), pixels[3])

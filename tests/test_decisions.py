@@ -127,7 +127,9 @@ def test_decisions_reattach_across_analyses_of_the_same_data(digits_analysis):
     store = DecisionStore.for_data(digits_analysis.data_id)
     assert store.path == digits_analysis.workspace / "decisions.sqlite"
     first = digits_analysis.scores.iloc[0]
-    store.decide(first["sample_id"], "relabel", original_label=int(first["label"]), label=(int(first["label"]) + 1) % 10)
+    store.decide(
+        first["sample_id"], "relabel", original_label=int(first["label"]), label=(int(first["label"]) + 1) % 10
+    )
     # another model setting, scope, detector and budget on the same (noised) data: same data id
     other = analyze(
         dataclasses.replace(digits_analysis.config, epochs=1, batch_size=256, scope="last", detector="loss", budget=0.1)
@@ -161,9 +163,12 @@ def test_every_reported_decision_survives_sigkill(tmp_path):
     path = tmp_path / "decisions.sqlite"
     DecisionStore(path)  # schema first, so the writer starts committing at once
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    )
     reported = []
     deadline = time.monotonic() + 60
     try:

@@ -24,7 +24,9 @@ from oga_core.errors import OgaError
 from oga_core.gradients import GradientStats, last_layer_gradients, last_layer_norms
 
 
-@pytest.mark.parametrize("n, budget", [(1797, 0.05), (100, 0.05), (1000, 0.2), (7, 0.5), (10, 1.0), (10, 0.0), (10, 0.01)])
+@pytest.mark.parametrize(
+    "n, budget", [(1797, 0.05), (100, 0.05), (1000, 0.2), (7, 0.5), (10, 1.0), (10, 0.0), (10, 0.01)]
+)
 def test_flag_top_exact_count(n, budget):
     scores = np.random.default_rng(n).normal(size=n)
     flagged = flag_top(scores, budget)

@@ -53,7 +53,13 @@ def test_manifest_columns_and_content(folder_set):
     ds, decisions, scores = folder_set
     table = cleaned_manifest(ds, decisions, scores=scores)
     assert tuple(table.columns) == MANIFEST_COLUMNS
-    assert table["sample_id"].tolist() == ["cat/cat_1.png", "cat/cat_2.png", "dog/dog_0.png", "dog/dog_1.png", "dog/dog_2.png"]
+    assert table["sample_id"].tolist() == [
+        "cat/cat_1.png",
+        "cat/cat_2.png",
+        "dog/dog_0.png",
+        "dog/dog_1.png",
+        "dog/dog_2.png",
+    ]
     row = table.set_index("sample_id")
     assert row.loc["cat/cat_1.png", ["original_label", "label", "action"]].tolist() == ["cat", "dog", "relabel"]
     assert row.loc["dog/dog_0.png", ["original_label", "label", "action"]].tolist() == ["dog", "dog", "keep"]
@@ -78,7 +84,7 @@ def test_manifest_columns_and_content(folder_set):
 def test_formula_injection_guard():
     table = pd.DataFrame(
         {
-            "sample_id": ["=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)", "plain", "\tTab"],
+            "sample_id": ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "plain", "\tTab"],
             "label": ["=cmd|' /C calc'!A0", "ok", "a-b", "x@y", "-", "mid=dle"],
             "score": [-1.5, 2.0, -0.25, 0.0, 1e-9, -3.0],
             "count": [1, -2, 3, -4, 5, 6],
@@ -86,7 +92,7 @@ def test_formula_injection_guard():
     )
     rows = _read_csv(manifest_csv_bytes(table))
     assert rows[0] == ["sample_id", "label", "score", "count"]
-    assert [r[0] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'+1+2", "'-2+3", "'@SUM(A1)", "plain", "'\tTab"]
+    assert [r[0] for r in rows[1:]] == ['\'=HYPERLINK("http://x")', "'+1+2", "'-2+3", "'@SUM(A1)", "plain", "'\tTab"]
     assert [r[1] for r in rows[1:]] == ["'=cmd|' /C calc'!A0", "ok", "a-b", "x@y", "'-", "mid=dle"]
     assert [float(r[2]) for r in rows[1:]] == [-1.5, 2.0, -0.25, 0.0, 1e-9, -3.0]  # numbers untouched
     assert [r[2] for r in rows[1:]][0] == "-1.5" and [r[3] for r in rows[1:]] == ["1", "-2", "3", "-4", "5", "6"]
@@ -99,7 +105,9 @@ def test_formula_guard_on_class_and_file_names(tmp_path, make_images):
     root = make_images(tmp_path / "src", {"=cmd": 1, "+x": 1, "-1": 1, "@y": 1, "fine": 1})
     (root / "fine" / "fine_0.png").rename(root / "fine" / "=f.png")
     ds = load_source(f"folder:{root}")
-    path = write_manifest(cleaned_manifest(ds, pd.DataFrame(columns=["sample_id", "action", "label"])), tmp_path / "m.csv")
+    path = write_manifest(
+        cleaned_manifest(ds, pd.DataFrame(columns=["sample_id", "action", "label"])), tmp_path / "m.csv"
+    )
     rows = _read_csv(path.read_text())
     by_label = {r[3]: r for r in rows[1:]}
     assert set(by_label) == {"'+x", "'-1", "'=cmd", "'@y", "fine"}
@@ -114,7 +122,14 @@ def test_image_folder_copy_of_a_folder_source(tmp_path, folder_set):
     counts = export_image_folder(ds, manifest, dest)
     assert counts == {"cat": 1, "dog": 4}
     files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert files == ["cat/cat_2.png", "dog/cat_1.png", "dog/dog_0.png", "dog/dog_1.png", "dog/dog_2.png", "manifest.csv"]
+    assert files == [
+        "cat/cat_2.png",
+        "dog/cat_1.png",
+        "dog/dog_0.png",
+        "dog/dog_1.png",
+        "dog/dog_2.png",
+        "manifest.csv",
+    ]
     for rel, src in [("dog/cat_1.png", "cat/cat_1.png"), ("dog/dog_2.png", "dog/dog_2.png")]:
         assert (dest / rel).read_bytes() == (ds.root / src).read_bytes()  # copied byte for byte
     assert not list((tmp_path / "out").glob(".*"))  # no temporary folder left beside it
@@ -122,23 +137,37 @@ def test_image_folder_copy_of_a_folder_source(tmp_path, folder_set):
     back = load_source(f"csv:{dest / 'manifest.csv'}", image_size=8)
     assert back.classes == ["cat", "dog"]
     assert dict(zip(back.ids, back.labels.tolist())) == {
-        "cat/cat_2.png": 0, "dog/cat_1.png": 1, "dog/dog_0.png": 1, "dog/dog_1.png": 1, "dog/dog_2.png": 1,
-    }  # fmt: skip
+        "cat/cat_2.png": 0,
+        "dog/cat_1.png": 1,
+        "dog/dog_0.png": 1,
+        "dog/dog_1.png": 1,
+        "dog/dog_2.png": 1,
+    }
     assert back.decode().unreadable == {}
     folder = load_source(f"folder:{dest}", image_size=8)
     assert folder.classes == back.classes
     assert dict(zip(folder.ids, folder.labels.tolist())) == dict(zip(back.ids, back.labels.tolist()))
     inner = pd.read_csv(dest / "manifest.csv")
-    assert inner.set_index("sample_id").loc["cat/cat_1.png", ["path", "original_label", "label", "action"]].tolist() == [
-        "dog/cat_1.png", "cat", "dog", "relabel",
-    ]  # fmt: skip
+    assert inner.set_index("sample_id").loc[
+        "cat/cat_1.png", ["path", "original_label", "label", "action"]
+    ].tolist() == [
+        "dog/cat_1.png",
+        "cat",
+        "dog",
+        "relabel",
+    ]
 
 
 def test_image_folder_copy_of_an_array_source(tmp_path):
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (4, 1, 5, 5), dtype=np.uint8)
-    ds = LabeledImages(source="t", ids=["train/0", "train/1", "train/2", "train/3"], labels=np.array([0, 1, 1, 0]),
-                       classes=["zero", "one"], pixels=pixels)  # fmt: skip
+    ds = LabeledImages(
+        source="t",
+        ids=["train/0", "train/1", "train/2", "train/3"],
+        labels=np.array([0, 1, 1, 0]),
+        classes=["zero", "one"],
+        pixels=pixels,
+    )
     manifest = cleaned_manifest(ds, pd.DataFrame({"sample_id": ["train/2"], "action": ["relabel"], "label": [0]}))
     assert (manifest["path"] == "").all()
     counts = export_image_folder(ds, manifest, tmp_path / "png")
@@ -229,6 +258,6 @@ def test_write_manifest(tmp_path):
 def test_safe_name():
     assert safe_name("../../etc") == "_.._etc"
     assert safe_name(".hidden") == "hidden"
-    assert safe_name("a/b\\c:d*e?f\"g<h>i|j\x00k") == "a_b_c_d_e_f_g_h_i_j_k"
+    assert safe_name('a/b\\c:d*e?f"g<h>i|j\x00k') == "a_b_c_d_e_f_g_h_i_j_k"
     assert safe_name("") == "_" and safe_name("...") == "_"
     assert len(safe_name("x" * 500)) == 200

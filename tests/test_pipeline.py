@@ -76,7 +76,9 @@ def test_second_identical_analyze_reuses_every_step(digits_analysis):
     assert again.keys == digits_analysis.keys and again.data_id == digits_analysis.data_id
 
 
-@pytest.mark.parametrize("change", [{"detector": "iforest"}, {"budget": 0.1}, {"detector": "margin", "per_class": True}])
+@pytest.mark.parametrize(
+    "change", [{"detector": "iforest"}, {"budget": 0.1}, {"detector": "margin", "per_class": True}]
+)
 def test_changing_only_the_ranking_recomputes_no_gradient(digits_analysis, change):
     grads = digits_analysis.cache.get("gradients", digits_analysis.keys["gradients"])
     stamp = (grads / "l1.npy").stat().st_mtime_ns
@@ -147,9 +149,14 @@ def test_workspace_records_the_latest_analysis(digits_analysis):
     assert_frame_equal(pd.read_parquet(ws / "latest_scores.parquet"), digits_analysis.scores)
     assert read_json(ws / "latest_run.json")["data_id"] == digits_analysis.data_id
     assert read_json(ws / "source.json") == {
-        "data": "demo:digits", "data_id": digits_analysis.data_id, "classes": [str(k) for k in range(10)],
-        "noise": 0.2, "noise_kind": "symmetric", "noise_seed": 0, "skip_unreadable": False,
-    }  # fmt: skip
+        "data": "demo:digits",
+        "data_id": digits_analysis.data_id,
+        "classes": [str(k) for k in range(10)],
+        "noise": 0.2,
+        "noise_kind": "symmetric",
+        "noise_seed": 0,
+        "skip_unreadable": False,
+    }
 
 
 def test_map_coords_are_cached(digits_analysis):
@@ -184,7 +191,9 @@ def test_unreadable_files_stop_the_analysis_or_are_skipped(tmp_path, make_images
 
 def test_a_tiny_folder_analysis_end_to_end(tmp_path, make_images):
     root = make_images(tmp_path / "d", {"cat": 6, "dog": 6}, size=8)
-    config = AnalysisConfig(data=f"folder:{root}", image_size=8, epochs=2, batch_size=4, budget=0.25, detector="iforest")
+    config = AnalysisConfig(
+        data=f"folder:{root}", image_size=8, epochs=2, batch_size=4, budget=0.25, detector="iforest"
+    )
     a = analyze(config, cache=Cache(tmp_path / "cache"))
     assert a.scores["sample_id"].tolist() == a.dataset.ids and int(a.scores["flagged"].sum()) == 3
     assert a.noise is None and "noisy" not in a.scores and a.run["epochs"] == 2

@@ -29,10 +29,9 @@ def test_entry_is_published_only_when_the_block_ends_cleanly(tmp_path):
     np.testing.assert_array_equal(load_array(hit, "x"), np.arange(3))
     assert load_array(hit, "skipped") is None
 
-    with pytest.raises(RuntimeError):
-        with cache.entry("step", "broken") as folder:
-            save_arrays(folder, x=np.ones(2))
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), cache.entry("step", "broken") as folder:
+        save_arrays(folder, x=np.ones(2))
+        raise RuntimeError("crash mid-write")
     assert cache.get("step", "broken") is None
     assert sorted(p.name for p in (tmp_path / "c" / "step").iterdir()) == ["k"]  # no temp folder left
 

@@ -38,7 +38,9 @@ def test_same_seed_same_weights_other_seed_other_weights():
 def test_loss_goes_down_and_the_model_learns():
     pixels, labels = _toy()
     steps = []
-    result = train(_model(), pixels, labels, epochs=6, batch_size=16, lr=5e-3, progress=lambda s, t: steps.append((s, t)))
+    result = train(
+        _model(), pixels, labels, epochs=6, batch_size=16, lr=5e-3, progress=lambda s, t: steps.append((s, t))
+    )
     losses = [h["loss"] for h in result.history]
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5, 6]
     assert losses[-1] < 0.5 * losses[0], losses

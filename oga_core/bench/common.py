@@ -8,16 +8,17 @@ resident set (``VmHWM``) of a process, reset before the measured step; on CUDA
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,10 +59,8 @@ def machine_info(device: torch.device) -> dict[str, Any]:
                 info["memory_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
-    try:
+    with contextlib.suppress(OSError):
         info["load_average_1min"] = round(os.getloadavg()[0], 2)  # how busy the machine was
-    except OSError:
-        pass
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda

@@ -88,9 +88,13 @@ class QualitySettings:
     def quick(cls) -> QualitySettings:
         """One setting for CI: digits, symmetric 20%, one seed, few epochs."""
         return cls(
-            datasets=("demo:digits",), kinds=("symmetric",), rates=(0.2,), seeds=(0,), epochs=6,
+            datasets=("demo:digits",),
+            kinds=("symmetric",),
+            rates=(0.2,),
+            seeds=(0,),
+            epochs=6,
             retrain=("oga_l1", "oga_l2", "oga_iforest", "loss", "cleanlab", "random"),
-        )  # fmt: skip
+        )
 
     def signature(self) -> dict[str, Any]:
         """Everything that makes two runs comparable (a resumed run must match it)."""
@@ -178,9 +182,11 @@ def _metrics(table: pd.DataFrame, truth: np.ndarray, budget: float) -> dict[str,
     frame = detection_metrics(table, truth, columns=list(table.columns), budget=budget)
     k_budget, n_bad = max(1, int(round(budget * len(truth)))), int(truth.sum())
     rename = {
-        f"precision@{k_budget}": "precision@5%", f"recall@{k_budget}": "recall@5%",
-        f"precision@{n_bad}": "precision@n", f"recall@{n_bad}": "recall@n",
-    }  # fmt: skip
+        f"precision@{k_budget}": "precision@5%",
+        f"recall@{k_budget}": "recall@5%",
+        f"precision@{n_bad}": "precision@n",
+        f"recall@{n_bad}": "recall@n",
+    }
     if k_budget == n_bad:  # the two k coincide: detection_metrics wrote one pair of columns
         frame["precision@n"], frame["recall@n"] = frame[f"precision@{n_bad}"], frame[f"recall@{n_bad}"]
     frame = frame.rename(columns=rename)
@@ -212,11 +218,13 @@ def run_setting(
         {
             **{c: last[c] for c in LAST_COLUMNS},
             **{f"{c}_all": every[c] for c in LAST_COLUMNS},
-            "loss": last["loss"], "el2n": last["el2n"], "margin": last["margin"],
+            "loss": last["loss"],
+            "el2n": last["el2n"],
+            "margin": last["margin"],
             "cleanlab": cl_score,
             "random": np.random.default_rng(10_000 + seed).random(len(given)),
         }
-    )  # fmt: skip
+    )
     metrics = _metrics(table, truth, settings.budget)
 
     accuracies: dict[str, float] = {"none": acc_none}
@@ -226,8 +234,13 @@ def run_setting(
 
     hits = int(truth[cl_issues].sum())
     return {
-        "dataset": dataset, "kind": kind, "rate": rate, "seed": seed,
-        "n_train": int(len(given)), "n_test": int(len(split.test_y)), "n_noisy": int(truth.sum()),
+        "dataset": dataset,
+        "kind": kind,
+        "rate": rate,
+        "seed": seed,
+        "n_train": int(len(given)),
+        "n_test": int(len(split.test_y)),
+        "n_noisy": int(truth.sum()),
         "k_budget": max(1, int(round(settings.budget * len(given)))),
         "train_accuracy_given": float((predict_probs(model, px, device).argmax(1) == given).mean()),
         "metrics": metrics,
@@ -239,7 +252,7 @@ def run_setting(
         },
         "cv_accuracy_given": float((probs.argmax(1) == given).mean()),
         "seconds": round(time.perf_counter() - start, 2),
-    }  # fmt: skip
+    }
 
 
 def run_quality(

@@ -224,7 +224,7 @@ def render_quality(part: dict[str, Any], plot_name: str | None) -> str:
         f"model. Retrained columns: {', '.join(f'`{c}`' for c in retrained)}. Why not every column: "
         f"{q.RETRAIN_REASON}",
         "",
-        quality_table(part, q.accuracy_value, acc_cols, names={k: v for k, v in ROW_NAMES.items()}),
+        quality_table(part, q.accuracy_value, acc_cols, names=dict(ROW_NAMES)),
         "",
         "### cleanlab's own choice (`find_label_issues`, default `prune_by_noise_rate`)",
         "",
@@ -267,8 +267,9 @@ def plot_quality(part: dict[str, Any], path: Path) -> bool:
     stats = _stat_table(part, q.metric_value("auroc"), q.COLUMNS)
     datasets = list(dict.fromkeys(d for d, _, _ in settings))
     kinds = list(dict.fromkeys(k for _, k, _ in settings))
-    fig, axes = plt.subplots(len(datasets), len(kinds), figsize=(4.6 * len(kinds) + 2.2, 3.4 * len(datasets)),
-                             squeeze=False, sharex=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(datasets), len(kinds), figsize=(4.6 * len(kinds) + 2.2, 3.4 * len(datasets)), squeeze=False, sharex=True
+    )
     # OGA in solid warm/purple lines (darker = all layers), baselines dashed, random grey dotted.
     palette = plt.get_cmap("tab20").colors
     colors = dict(zip(q.COLUMNS, [palette[i] for i in (6, 2, 8, 7, 3, 9, 0, 18, 4, 16)] + ["0.5"]))
@@ -281,8 +282,17 @@ def plot_quality(part: dict[str, Any], path: Path) -> bool:
                 pts = [(r, stats[((dataset, kind, r), col)]) for r in rates if ((dataset, kind, r), col) in stats]
                 if not pts:
                     continue
-                ax.errorbar([100 * r for r, _ in pts], [m for _, (m, _, _) in pts], yerr=[sd for _, (_, sd, _) in pts],
-                            marker="o", ms=3, capsize=2, linestyle=styles[col], color=colors[col], label=col)  # fmt: skip
+                ax.errorbar(
+                    [100 * r for r, _ in pts],
+                    [m for _, (m, _, _) in pts],
+                    yerr=[sd for _, (_, sd, _) in pts],
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    linestyle=styles[col],
+                    color=colors[col],
+                    label=col,
+                )
             ax.set_title(f"{dataset.removeprefix('demo:')}, {kind} noise", fontsize=10)
             ax.grid(alpha=0.3)
             if row == len(datasets) - 1:
@@ -578,10 +588,17 @@ def _machine_rows(results: dict[str, Any]) -> list[list[str]]:
         m = part["machine"]
         rows.append(
             [
-                name, part["measured_at"], m.get("cpu", "?"), str(m.get("cores", "?")), str(m.get("torch_threads", "?")),
-                str(m.get("memory_gib", "?")), m.get("torch", "?"), m.get("gpu", "-"), str(m.get("load_average_1min", "?")),
+                name,
+                part["measured_at"],
+                m.get("cpu", "?"),
+                str(m.get("cores", "?")),
+                str(m.get("torch_threads", "?")),
+                str(m.get("memory_gib", "?")),
+                m.get("torch", "?"),
+                m.get("gpu", "-"),
+                str(m.get("load_average_1min", "?")),
             ]
-        )  # fmt: skip
+        )
     return rows
 
 

@@ -73,18 +73,32 @@ def measure_size(n: int, settings: ScalingSettings, device: torch.device, work: 
     env = {**os.environ, "OGA_HOME": str(home), "OGA_THREADS": str(torch.get_num_threads())}
     out_dir = work / f"out{n}"
     cmd = [
-        sys.executable, "-m", "oga_core.bench.scaling", "analyze", "--data", f"torchvision:MNIST:{root}",
-        "--out", str(out_dir), "--epochs", str(settings.epochs), "--device", device.type, "--quiet",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "oga_core.bench.scaling",
+        "analyze",
+        "--data",
+        f"torchvision:MNIST:{root}",
+        "--out",
+        str(out_dir),
+        "--epochs",
+        str(settings.epochs),
+        "--device",
+        device.type,
+        "--quiet",
+    ]
     status, wall = _run_child(cmd, env, work / f"analyze{n}.log")
     if status != 0:
         return {"n": n, "error": f"oga analyze exited {status}: {_tail(work / f'analyze{n}.log')}"}
     peak = _last_json(work / f"analyze{n}.log")["peak_rss_mib"]
     run = json.loads((out_dir / "run.json").read_text())
     result: dict[str, Any] = {
-        "n": n, "analyze_wall_seconds": wall, "analyze_peak_rss_mib": round(peak, 1),
-        "stages": run["timings"], "train_accuracy": run.get("train_accuracy"),
-    }  # fmt: skip
+        "n": n,
+        "analyze_wall_seconds": wall,
+        "analyze_peak_rss_mib": round(peak, 1),
+        "stages": run["timings"],
+        "train_accuracy": run.get("train_accuracy"),
+    }
     log(f"scaling {n}: analyze {wall:.1f} s wall, peak RSS {peak:.0f} MiB")
     if settings.umap:
         spec = json.dumps({"data": f"torchvision:MNIST:{root}", "epochs": settings.epochs, "device": device.type})

@@ -32,10 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,10 +114,13 @@ class SpeedSettings:
                     "resnet18", (3, 32, 32), n=64, n_loop=8, n_vmap=4, vmap_chunk=4, all_scores=False, pipelines=False
                 ),
             ),
-            repeats=1, pipeline_epochs=1, memory_kinds=("train_epoch", "ghost_all"), memory_models=("small_cnn",),
+            repeats=1,
+            pipeline_epochs=1,
+            memory_kinds=("train_epoch", "ghost_all"),
+            memory_models=("small_cnn",),
             cache_data="demo:digits",
             cache_epochs=2,
-        )  # fmt: skip
+        )
 
 
 def _model(case: ModelCase, pixels: np.ndarray, seed: int = 0) -> Classifier:
@@ -242,7 +246,12 @@ def measure_case(case: ModelCase, settings: SpeedSettings, device: torch.device)
         # Warm-up on a slice (at most one batch, a quarter of the measured samples): it pays the
         # one-off costs (allocator, kernel choice, lazy imports) without doubling the run.
         warm = min(bs, max(2, n_sub // 4))
-        timing = timed(lambda: step(px, y), device, repeats=reps, warmup=lambda: step(px[:warm], y[:warm]))
+        timing = timed(
+            lambda step=step, px=px, y=y: step(px, y),
+            device,
+            repeats=reps,
+            warmup=lambda step=step, px=px, y=y, warm=warm: step(px[:warm], y[:warm]),
+        )
         rows[name] = {**timing.as_dict(), "n": case.n}
         if n_sub < case.n:  # linear in n: scale like the references
             rows[name].update(
@@ -272,7 +281,7 @@ def measure_case(case: ModelCase, settings: SpeedSettings, device: torch.device)
             continue
         px, y = pixels[:n_ref], labels[:n_ref]
         oga = counterpart[name.split("_")[1]]
-        paired = timed(lambda: oga(px, y), device, repeats=reps)
+        paired = timed(lambda oga=oga, px=px, y=y: oga(px, y), device, repeats=reps)
         rows[name] = {
             "seconds": seconds * case.n / n_ref,
             "measured_seconds": seconds,
@@ -448,10 +457,16 @@ def measure_cache(settings: SpeedSettings, device: torch.device) -> dict[str, An
         analyze(dataclasses.replace(config, detector="iforest"))
         new_detector = time.perf_counter() - start
     out = {
-        "data": data, "n": int(len(first.dataset)), "epochs": config.resolved_epochs(),
-        "cold_seconds": cold, "hit_seconds": hit, "rescore_seconds": rescore, "detector_change_seconds": new_detector,
-        "hit_stages": second.run["cache_hits"], "cold_timings": first.run["timings"],
-    }  # fmt: skip
+        "data": data,
+        "n": int(len(first.dataset)),
+        "epochs": config.resolved_epochs(),
+        "cold_seconds": cold,
+        "hit_seconds": hit,
+        "rescore_seconds": rescore,
+        "detector_change_seconds": new_detector,
+        "hit_stages": second.run["cache_hits"],
+        "cold_timings": first.run["timings"],
+    }
     log(f"cache: cold {cold:.1f} s, hit {hit:.2f} s, rescore {rescore:.3f} s, new detector {new_detector:.2f} s")
     return out
 
