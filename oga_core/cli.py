@@ -96,7 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["exclude", "mark"],
         help="leave dropped samples out, or keep them marked",
     )
-    e.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --folder")
+    e.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier oga export in --folder (only the files that export wrote; nothing else is touched)",
+    )
+    e.add_argument(
+        "--overwrite-out",
+        action="store_true",
+        help="replace --out even if it exists and is not a manifest oga wrote",
+    )
 
     b = sub.add_parser("bench", help="detection quality and speed, side by side with the baselines")
     b.add_argument("--quick", action="store_true", help="one small setting (for CI): a few minutes on 2 CPU cores")
@@ -290,7 +299,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
 
     loaded, store = _open_data(args)
-    check_manifest_path(args.out, loaded.dataset)  # refuse bad places before writing anything
+    check_manifest_path(args.out, loaded.dataset, overwrite=args.overwrite_out)  # refuse bad places before writing
     if args.folder is not None:
         check_destination(args.folder, loaded.dataset, overwrite=args.overwrite)
     scores = _latest_scores(store.path.parent)

@@ -106,6 +106,11 @@ class LabeledImages:
     def is_files(self) -> bool:
         return self.paths is not None
 
+    def data_roots(self) -> list[Path]:
+        """Folders that hold this data on disk (the image folder, the manifest's folder, a
+        torchvision root); exports and manifests are never written inside them."""
+        return [self.root] if self.root is not None else []
+
     def file_path(self, index: int) -> Path | None:
         """Absolute path of sample ``index`` for file sources, else None."""
         if self.paths is None or self.root is None:
@@ -230,6 +235,11 @@ class LabeledImages:
             except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
                 raise DataError(f"cannot read image {path}: {exc}") from None
         return array_to_image(self.image(index))
+
+
+def index_of(ids: Sequence[str]) -> dict[str, int]:
+    """``{sample id: row}`` for a list of ids (ids are unique within a data set)."""
+    return {sid: i for i, sid in enumerate(ids)}
 
 
 class _Unreadable(Exception):
@@ -603,4 +613,5 @@ def load_torchvision(name: str, root: Path) -> LabeledImages:
         labels=targets,
         classes=classes,
         pixels=np.ascontiguousarray(pixels, dtype=np.uint8),
+        root=root,
     )

@@ -111,7 +111,12 @@ def score_columns(stats: GradientStats, labels: np.ndarray, *, seed: int = 0) ->
         "oga_iforest": forest.fit(grads).score_samples(grads),
         **baseline_scores(stats.logits, labels),
     }
-    return pd.DataFrame({k: np.asarray(v, dtype=np.float64) for k, v in columns.items()})
+    table = pd.DataFrame({k: np.asarray(v, dtype=np.float64) for k, v in columns.items()})
+    for name in table.columns:
+        bad = int((~np.isfinite(table[name].to_numpy())).sum())
+        if bad:
+            raise OgaError(f"score {name} is not finite for {bad} of {len(table)} samples: no ranking can be made")
+    return table
 
 
 def rank_within_class(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:

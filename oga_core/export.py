@@ -13,19 +13,26 @@ interrupted export leaves no half-written folder behind.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import re
 import shutil
+import stat
 import tempfile
+import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from oga_core.data import LabeledImages, array_to_image
+from oga_core.data import LabeledImages, array_to_image, index_of, safe_relative_path
 from oga_core.errors import OgaError
+from oga_core.files import atomic_write_bytes, atomic_write_text, fsync_path, is_within
 
 MANIFEST_COLUMNS = ("sample_id", "path", "original_label", "label", "action", "score")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -103,16 +110,61 @@ def manifest_csv_bytes(table: pd.DataFrame) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+MANIFEST_HEADER = ",".join(MANIFEST_COLUMNS)
+
+
+def is_oga_manifest(path: Path) -> bool:
+    """True if ``path`` is a regular file whose first line is the header oga's manifests start
+    with: a file oga wrote, safe to replace with a newer manifest."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(4096)
+    except OSError:
+        return False
+    return first.decode("utf-8", "replace").lstrip("\ufeff").strip() == MANIFEST_HEADER
+
+
+def check_manifest_path(path: Path, dataset: LabeledImages, *, overwrite: bool = False) -> Path:
+    """Refuse manifest paths that could destroy something; returns the resolved path.
+
+    Refused always: a folder, a symbolic link (oga never writes through one), anything inside
+    oga's own folder (``$OGA_HOME``: the decisions live there) or inside the source data. Refused
+    unless ``overwrite``: an existing file that is not a manifest oga wrote.
+    """
+    from oga_core.store import oga_home
+
+    given = Path(os.path.expanduser(str(path)))
+    if given.is_symlink():
+        raise OgaError(f"refusing to write {given}: it is a symbolic link, and oga never writes through one")
+    resolved = given.resolve()
+    if resolved.is_dir():
+        raise OgaError(f"{resolved} is a folder; give a file name such as {resolved / 'cleaned.csv'}")
+    home = oga_home()
+    if is_within(resolved, home):
+        raise OgaError(f"refusing to write {resolved}: it is inside oga's own folder {home.resolve()}")
+    for root in dataset.data_roots():
+        if is_within(resolved, root):
+            raise OgaError(f"refusing to write {resolved}: it is inside the source data in {root.resolve()}")
+    if resolved.exists() and not overwrite and not is_oga_manifest(resolved):
+        raise OgaError(
+            f"refusing to overwrite {resolved}: it exists and is not a manifest oga wrote; choose another "
+            "file name, or allow replacing it explicitly (oga export --overwrite-out; in the app, 'Replace "
+            "an existing file')"
+        )
+    return resolved
+
+
 def write_manifest(table: pd.DataFrame, path: Path) -> Path:
-    """Write the guarded CSV atomically; returns the path."""
+    """Write the guarded CSV atomically; returns the path. Check the place first with
+    :func:`check_manifest_path`."""
     path = Path(path)
     if path.exists() and path.is_dir():
         raise OgaError(f"{path} is a folder; give a file name such as {path / 'cleaned.csv'}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(manifest_csv_bytes(table))
-        os.replace(tmp, path)
+        atomic_write_bytes(path, manifest_csv_bytes(table))
     except OSError as exc:
         raise OgaError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
@@ -126,11 +178,79 @@ def safe_name(text: str) -> str:
     return name[:200]
 
 
+# -- the image-folder copy -------------------------------------------------------------------
+EXPORT_MARKER = ".oga-export.json"
+_MARKER_FORMAT = "oga-export"
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What one image-folder export wrote, as stored in ``DEST/.oga-export.json``.
+
+    files: relative path -> ``[size, mtime_ns]`` when written (a file changed since is no longer
+    oga's to replace); folders: the class folders it created.
+    """
+
+    export_id: str
+    files: dict[str, tuple[int, int]]
+    folders: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "format": _MARKER_FORMAT,
+            "version": 1,
+            "export_id": self.export_id,
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": {k: list(v) for k, v in sorted(self.files.items())},
+            "folders": sorted(self.folders),
+        }
+
+
+def read_export_record(dest: Path) -> ExportRecord | None:
+    """The record of the oga export in ``dest``, or None if there is none (or it is not one oga
+    could have written: every listed path must be a plain relative path inside ``dest``)."""
+    marker = Path(dest) / EXPORT_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        raw = json.loads(marker.read_text(encoding="utf-8"))
+        if raw.get("format") != _MARKER_FORMAT:
+            return None
+        files = {}
+        for rel, (size, mtime) in raw["files"].items():
+            if safe_relative_path(rel) != rel:
+                return None
+            files[rel] = (int(size), int(mtime))
+        folders = tuple(str(f) for f in raw.get("folders", []))
+        if any(safe_relative_path(f) != f for f in folders):
+            return None
+        return ExportRecord(str(raw["export_id"]), files, folders)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _ours(dest: Path, rel: str, record: ExportRecord) -> bool:
+    """True if ``dest/rel`` is the very file the earlier export wrote: listed, a regular file
+    reached through no symbolic link, unchanged in size and modification time."""
+    path = dest / rel
+    walk = dest
+    for part in rel.split("/")[:-1]:
+        walk = walk / part
+        if walk.is_symlink() or not walk.is_dir():
+            return False
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and record.files.get(rel) == (st.st_size, st.st_mtime_ns)
+
+
 def check_destination(dest: Path, dataset: LabeledImages, *, overwrite: bool = False) -> Path:
     """Resolve ``dest`` and refuse places an export must not write to; returns the resolved path.
 
-    A non-empty folder is replaced only with ``overwrite`` AND when it is an earlier oga export
-    (it holds the ``manifest.csv`` an export writes): oga never deletes a folder it did not make.
+    A non-empty folder is written into only with ``overwrite`` AND when it holds the record of an
+    earlier oga export (``.oga-export.json``); even then only the files that export wrote, still
+    unchanged, are replaced or removed. Anything else in the folder stays as it is.
     """
     dest = Path(os.path.expanduser(str(dest))).resolve()
     if dest == Path(dest.anchor) or dest == Path.home().resolve():
@@ -140,33 +260,21 @@ def check_destination(dest: Path, dataset: LabeledImages, *, overwrite: bool = F
     home = oga_home().resolve()
     if dest == home or home in dest.parents:
         raise OgaError(f"refusing to export into {dest}: it is inside oga's own folder {home}")
-    if dataset.root is not None:
-        root = dataset.root.resolve()
+    for root in dataset.data_roots():
+        root = root.resolve()
         if dest == root or root in dest.parents or dest in root.parents:
             raise OgaError(f"refusing to export into {dest}: it overlaps the source data in {root}")
     if dest.exists() and not dest.is_dir():
         raise OgaError(f"{dest} exists and is not a folder")
     if dest.is_dir() and any(dest.iterdir()):
         if not overwrite:
-            raise OgaError(f"{dest} is not empty; choose an empty folder or allow overwriting an earlier export")
-        if not (dest / "manifest.csv").is_file():
+            raise OgaError(f"{dest} is not empty; choose an empty folder or allow replacing an earlier oga export")
+        if read_export_record(dest) is None:
             raise OgaError(
-                f"{dest} is not empty and not an earlier oga export (no manifest.csv); choose an empty folder"
+                f"{dest} is not empty and holds no record of an earlier oga export ({EXPORT_MARKER}); oga "
+                "replaces only folders it wrote itself: choose an empty folder"
             )
     return dest
-
-
-def check_manifest_path(path: Path, dataset: LabeledImages) -> Path:
-    """Refuse a manifest path inside the source data (it could overwrite an image or the source
-    manifest); returns the resolved path."""
-    path = Path(os.path.expanduser(str(path))).resolve()
-    if path.is_dir():
-        raise OgaError(f"{path} is a folder; give a file name such as {path / 'cleaned.csv'}")
-    if dataset.root is not None:
-        root = dataset.root.resolve()
-        if root in path.parents:
-            raise OgaError(f"refusing to write {path}: it is inside the source data in {root}")
-    return path
 
 
 def class_folders(classes: list[str]) -> dict[str, str]:
@@ -194,14 +302,16 @@ def export_image_folder(
 ) -> dict[str, int]:
     """Copy every non-dropped sample of ``manifest`` to ``dest/<label>/<file>``.
 
-    Files are copied byte for byte (built-in arrays are written as PNG). Everything is written to
-    a temporary sibling first and swapped in at the end, so ``dest`` always holds one complete
-    export: an earlier export being overwritten is replaced whole (no stale files stay behind).
-    Returns counts per class name. OgaError for an unsafe or non-empty destination.
+    Files are copied byte for byte (built-in arrays are written as PNG), plus ``manifest.csv``
+    and the export record ``.oga-export.json``. The copy is built in a temporary sibling first: a
+    new or empty ``dest`` receives it in one rename. Replacing an earlier oga export (``overwrite``)
+    removes exactly the files that export wrote and that are unchanged since, then moves the new
+    files in; a file of someone else's where the new export needs to write stops it before
+    anything changes. Returns counts per class name. OgaError for an unsafe destination.
     """
     dest = check_destination(dest, dataset, overwrite=overwrite)
     rows = manifest[manifest["action"] != "drop"]
-    position = {sid: i for i, sid in enumerate(dataset.ids)}
+    position = index_of(dataset.ids)
     folders = class_folders(dataset.classes)
     counts: dict[str, int] = {}
     written: list[tuple[str, str, str, str, str]] = []
@@ -211,7 +321,6 @@ def export_image_folder(
         work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     except OSError as exc:
         raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
-    old: Path | None = None
     try:
         for n, (sid, label, action) in enumerate(
             rows[["sample_id", "label", "action"]].itertuples(index=False), start=1
@@ -241,18 +350,60 @@ def export_image_folder(
                 progress(n, len(rows))
         inner = pd.DataFrame(written, columns=["sample_id", "path", "original_label", "label", "action"])
         write_manifest(inner, work / "manifest.csv")
-        if dest.exists():
-            if any(dest.iterdir()):  # an earlier export (checked above): moved aside, deleted after the swap
-                old = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent))
-                os.replace(dest, old / "export")
-            else:
+        files = {}
+        for path in work.rglob("*"):
+            if path.is_file():
+                st = path.stat()
+                files[path.relative_to(work).as_posix()] = (st.st_size, st.st_mtime_ns)
+        record = ExportRecord(
+            uuid.uuid4().hex, files, tuple(sorted({rel.split("/")[0] for rel in files if "/" in rel}))
+        )
+        atomic_write_text(work / EXPORT_MARKER, json.dumps(record.to_json(), indent=1))
+        previous = read_export_record(dest) if dest.is_dir() else None
+        if previous is None:  # a new or empty folder (check_destination refused any other)
+            if dest.exists():
                 dest.rmdir()
-        os.replace(work, dest)
+            os.replace(work, dest)
+        else:
+            _replace_export(work, dest, previous, record)
+        fsync_path(dest.parent)
     except OSError as exc:
         raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return counts
+
+
+def _replace_export(work: Path, dest: Path, previous: ExportRecord, record: ExportRecord) -> None:
+    """Swap the new export in ``work`` into ``dest``, which holds the earlier export ``previous``.
+
+    Only paths the earlier export wrote, unchanged since, are removed or replaced; a path the new
+    export needs that holds anything else stops the export before ``dest`` changes. While files
+    move, the record in ``dest`` lists both exports' files, so an interruption leaves a folder
+    that a later overwrite can still clean up (and nothing of anyone else's in its list).
+    """
+    ours = {rel for rel in previous.files if _ours(dest, rel, previous)}
+    for rel in record.files:
+        target = dest / rel
+        blocked = (target.exists() or target.is_symlink()) and rel not in ours
+        parent = dest
+        for part in rel.split("/")[:-1]:
+            parent = parent / part
+            if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
+                blocked = True
+        if blocked:
+            raise OgaError(
+                f"{target} exists and was not written by oga's earlier export (or was changed since); move it "
+                "away or choose another folder. Nothing was changed."
+            )
+    both = ExportRecord(record.export_id, {**{r: previous.files[r] for r in ours}, **record.files}, ())
+    atomic_write_text(dest / EXPORT_MARKER, json.dumps(both.to_json(), indent=1))
+    for rel in ours - set(record.files):
+        (dest / rel).unlink()
+    for rel in record.files:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(work / rel, dest / rel)
+    for folder in sorted(set(previous.folders) - set(record.folders), reverse=True):
+        with contextlib.suppress(OSError):  # only if empty: anything else in it is someone's
+            (dest / folder).rmdir()

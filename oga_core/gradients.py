@@ -72,6 +72,19 @@ class GradientStats:
     layer_names: list[str] = field(default_factory=list)
     sketch: np.ndarray | None = None
 
+    def check_finite(self, ids: list[str]) -> None:
+        """OgaError naming the first array with NaN or infinite values (a diverged model gives
+        NaN logits, and a ranking of NaN scores would flag arbitrary samples)."""
+        for name, values in (("logits", self.logits), ("features", self.features), ("gradient L2 norms", self.l2)):
+            bad = ~np.isfinite(values).reshape(len(values), -1).all(1)
+            if bad.any():
+                first = ids[int(np.flatnonzero(bad)[0])]
+                raise OgaError(
+                    f"the model's {name} are not finite (NaN or infinity) for {int(bad.sum())} of {len(bad)} "
+                    f"samples (first: {first}): the model diverged or its weights are broken; retrain with a "
+                    "lower learning rate or load another checkpoint"
+                )
+
 
 # -- last layer ------------------------------------------------------------------------------
 @torch.no_grad()

@@ -223,5 +223,12 @@ def load_checkpoint(model: Classifier, path: Path, *, new_head: bool = False) ->
     if problems:
         hint = " (train for at least one epoch to fine-tune it with a new head)" if head_differs and body_fits else ""
         raise ModelError(f"checkpoint {path} does not fit this model: {'; '.join(problems)}{hint}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        more = f" (+{len(broken) - 3} more)" if len(broken) > 3 else ""
+        raise ModelError(
+            f"checkpoint {path} holds non-finite weights (NaN or infinity) in {', '.join(broken[:3])}{more}: "
+            "it cannot score anything; use a checkpoint saved before training diverged"
+        )
     model.load_state_dict({**own, **state})
     return replaced

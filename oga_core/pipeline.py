@@ -415,6 +415,7 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
             )
             write_json(folder / "layers.json", {"names": stats.layer_names})
     model.cpu()
+    stats.check_finite(dataset.ids)
     stages.end(hit=hit is not None)
 
     stages.begin("scores")

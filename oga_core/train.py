@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from oga_core.errors import OgaError
 from oga_core.models import Classifier
 
 StepProgress = Callable[[int, int], None]
@@ -31,8 +32,6 @@ class TrainResult:
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` -> cuda when present, else cpu; an explicit ``cuda`` without a GPU is an error."""
-    from oga_core.errors import OgaError
-
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -105,7 +104,13 @@ def train(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss.detach()) * len(idx)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise OgaError(
+                    f"training diverged: the loss became {loss_value} at epoch {epoch + 1}, step {step} of {total} "
+                    f"(learning rate {lr:g}); lower the learning rate or check the data"
+                )
+            loss_sum += loss_value * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
             if progress:

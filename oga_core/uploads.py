@@ -23,6 +23,7 @@ import pandas as pd
 
 from oga_core.data import LabeledImages, safe_relative_path
 from oga_core.errors import DataError, OgaError
+from oga_core.export import EXPORT_MARKER, export_image_folder
 
 MAX_UNPACKED_BYTES = 8 << 30
 _SKIPPED_PARTS = ("__MACOSX",)
@@ -112,7 +113,7 @@ def zip_folder(folder: Path, zip_path: Path) -> Path:
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for path in sorted(folder.rglob("*")):
-                if path.is_file():
+                if path.is_file() and path.name != EXPORT_MARKER:  # the record is about this folder only
                     archive.write(path, Path(folder.name) / path.relative_to(folder))
         os.replace(tmp, zip_path)
     except OSError as exc:
@@ -133,8 +134,6 @@ def export_image_zip(
     """The image-folder copy of :func:`oga_core.export.export_image_folder`, packed as
     ``zip_path`` holding ``<name>/<label>/<file>`` (for a download); returns the path and the
     counts per class. The unpacked copy is written to a temporary folder and removed."""
-    from oga_core.export import export_image_folder
-
     zip_path = Path(zip_path)
     # The unpacked copy goes to the system's temporary folder: exports may not write inside the
     # app home (where the .zip itself may live) nor inside the source data.

@@ -62,7 +62,7 @@ with ui.guard(setup_link=True):
         f"{len(manifest):,} rows in the manifest" + (" (preview shows the first 2,000)" if len(preview) > 2000 else "")
     )
 
-    row = st.columns([2, 3, 1], vertical_alignment="bottom")
+    row = st.columns([2, 3, 1, 1], vertical_alignment="bottom")
     row[0].download_button(
         "Download cleaned CSV",
         manifest_csv_bytes(manifest),
@@ -79,9 +79,15 @@ with ui.guard(setup_link=True):
         key="export_csv_path",
         persist_state=SESSION,
     )
-    if row[2].button("Write CSV", key="write-csv", icon=":material/save:"):
+    replace_csv = row[2].checkbox(
+        "Replace an existing file",
+        key="export_csv_replace",
+        help="Without this, a file that exists and is not a manifest oga wrote is never overwritten.",
+    )
+    if row[3].button("Write CSV", key="write-csv", icon=":material/save:"):
         with ui.guard():
-            written = write_manifest(manifest, check_manifest_path(Path(csv_path), analysis.dataset))
+            target = check_manifest_path(Path(csv_path), analysis.dataset, overwrite=replace_csv)
+            written = write_manifest(manifest, target)
             st.success(f"Wrote {len(manifest):,} rows to {written}", icon=":material/check_circle:")
 
     st.subheader("Image-folder copy")
@@ -93,7 +99,12 @@ with ui.guard(setup_link=True):
     dest = row[0].text_input(
         "Destination folder", str(ui.export_dir(analysis) / "images"), key="export_folder", persist_state=SESSION
     )
-    overwrite = row[1].checkbox("Overwrite", key="export_overwrite", help="Allow writing into a non-empty folder.")
+    overwrite = row[1].checkbox(
+        "Overwrite",
+        key="export_overwrite",
+        help="Replace an earlier oga export in this folder: only the files that export wrote (listed in its "
+        ".oga-export.json) are replaced; any other file stays, and a folder oga did not write is refused.",
+    )
     if row[2].button("Write image folder", key="write-folder", icon=":material/folder_copy:"):
         with ui.guard():
             bar = st.progress(0.0, text="Copying images …")

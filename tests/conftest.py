@@ -73,3 +73,23 @@ def digits_analysis(digits_config):
     from oga_core.pipeline import analyze
 
     return analyze(digits_config)
+
+
+# -- app fixtures (tests/test_app*.py, tests/test_hostile_input.py) ---------------------------
+@pytest.fixture(scope="session")
+def demo(_isolated_home):
+    """The app's default demo analysis, trained once into the session's cache (~15 s on 2 cores)."""
+    from oga_app import ui
+    from oga_core.pipeline import analyze
+
+    return analyze(ui.DEFAULT_CONFIG)
+
+
+@pytest.fixture
+def home(tmp_path, demo, monkeypatch: pytest.MonkeyPatch):
+    """A fresh app home for one test, sharing the trained models through its cache folder."""
+    path = tmp_path / "home"
+    path.mkdir()
+    (path / "cache").symlink_to(demo.cache.root, target_is_directory=True)
+    monkeypatch.setenv("OGA_HOME", str(path))
+    return path

@@ -29,49 +29,7 @@ from oga_core.decisions import DecisionStore
 from oga_core.pipeline import analyze
 from oga_core.store import oga_home
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
-TIMEOUT = 120
-
-
-@pytest.fixture(scope="module")
-def demo():
-    """The default demo analysis, trained once into the session's cache (~15 s on 2 cores)."""
-    analysis = analyze(ui.DEFAULT_CONFIG)
-    return analysis
-
-
-@pytest.fixture
-def home(tmp_path: Path, demo, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh app home for one test, sharing the trained model through its cache folder."""
-    shared_cache = demo.cache.root
-    path = tmp_path / "home"
-    path.mkdir()
-    (path / "cache").symlink_to(shared_cache, target_is_directory=True)
-    monkeypatch.setenv("OGA_HOME", str(path))
-    return path
-
-
-def open_app() -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    assert_clean(at)
-    return at
-
-
-def open_page(page: str, **state: object) -> AppTest:
-    at = open_app()
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page(f"pages/{page}.py").run()
-    assert_clean(at)
-    # The page ran inside app.py's navigation: the sidebar's ranking controls are there.
-    assert [w.key for w in at.sidebar.selectbox] == ["rank_detector"]
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    """No traceback and no error message on the page."""
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+from helpers import APP, TIMEOUT, assert_clean, open_app, open_page
 
 
 def card_ids(at: AppTest) -> list[str]:

@@ -19,20 +19,8 @@ from sklearn.metrics import roc_auc_score
 from oga_core.cli import main
 from oga_core.models import build_model, read_state_dict
 
-PROGRESS = re.compile(r"^oga: \w+ \.\.\.$")  # the stage lines printed when stderr is not a terminal
-
-
-def _fails(capsys, argv: list[str], *fragments: str) -> str:
-    """Run the CLI, expect exit status 2 and exactly one 'oga: error: ...' line; return it."""
-    code = main(argv)
-    out, err = capsys.readouterr()
-    lines = [line for line in err.splitlines() if not PROGRESS.match(line)]
-    assert code == 2, (code, out, err)
-    assert len(lines) == 1 and lines[0].startswith("oga: error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
+from helpers import PROGRESS
+from helpers import cli_fails as _fails
 
 
 def _analyze(data: str, out: Path, *extra: str) -> list[str]:
@@ -297,13 +285,13 @@ def test_bad_decisions_and_exports(tmp_path, capsys, make_images):
     _fails(capsys, ["export", *data, *out, "--folder", str(busy)], "is not empty")
     assert not (tmp_path / "m.csv").exists()  # refused before anything was written
     _fails(capsys, ["export", *data, "--out", str(tmp_path)], "is a folder")
-    _fails(capsys, ["export", *data, *out, "--folder", str(busy), "--overwrite"], "not an earlier oga export")
+    _fails(capsys, ["export", *data, *out, "--folder", str(busy), "--overwrite"], "no record of an earlier oga export")
     assert (busy / "x.txt").exists()  # a folder oga did not make is never replaced
     _fails(capsys, ["export", *data, "--out", str(root / "cat" / "cat_0.png")], "inside the source data")
     assert main(["export", *data, *out, "--folder", str(tmp_path / "clean")]) == 0
     assert main(["decide", *data, "--sample", "cat/cat_0.png", "--drop"]) == 0
     assert main(["export", *data, *out, "--folder", str(tmp_path / "clean"), "--overwrite"]) == 0
-    assert not (tmp_path / "clean" / "cat" / "cat_0.png").exists()  # the earlier export was replaced whole
+    assert not (tmp_path / "clean" / "cat" / "cat_0.png").exists()  # the earlier export's files were replaced
     assert main(["decide", *data, "--sample", "cat/cat_0.png", "--clear"]) == 0
     assert (
         main(

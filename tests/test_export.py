@@ -123,6 +123,7 @@ def test_image_folder_copy_of_a_folder_source(tmp_path, folder_set):
     assert counts == {"cat": 1, "dog": 4}
     files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     assert files == [
+        ".oga-export.json",
         "cat/cat_2.png",
         "dog/cat_1.png",
         "dog/dog_0.png",
@@ -222,10 +223,10 @@ def test_unsafe_destinations_are_refused(tmp_path, folder_set, monkeypatch):
     (busy / "keep.txt").write_text("mine")
     with pytest.raises(OgaError, match="is not empty"):
         export_image_folder(ds, manifest, busy)
-    with pytest.raises(OgaError, match="not an earlier oga export"):  # never deletes a folder it did not make
+    with pytest.raises(OgaError, match="no record of an earlier oga export"):  # never deletes a folder it did not make
         export_image_folder(ds, manifest, busy, overwrite=True)
     assert (busy / "keep.txt").read_text() == "mine"
-    # overwriting an earlier export replaces it whole: a sample dropped since does not come back
+    # overwriting an earlier export replaces its files: a sample dropped since does not come back
     earlier = tmp_path / "earlier"
     export_image_folder(ds, cleaned_manifest(ds, decisions.iloc[:0]), earlier)
     assert len(load_source(f"folder:{earlier}")) == len(ds)
