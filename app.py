@@ -8,19 +8,21 @@ demo with 10% of labels flipped on purpose, so a newcomer sees flagged samples a
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import streamlit as st
 
 from oga_app import ui
 from oga_core import summaries
-from oga_core.data import DEMOS, TORCHVISION_SETS
+from oga_core.config import AnalysisConfig
 from oga_core.errors import OgaError
-from oga_core.models import MODEL_HELP, MODELS
-from oga_core.pipeline import DEFAULT_EPOCHS, FALLBACK_EPOCHS, Analysis, AnalysisConfig
+from oga_core.options import DEFAULT_EPOCHS, FALLBACK_EPOCHS, TORCHVISION_SETS, labels, names
+from oga_core.options import DEMOS as DEMO_CHOICES
+from oga_core.options import MODELS as MODEL_CHOICES
+from oga_core.pipeline import Analysis
 from oga_core.store import oga_home
-from oga_core.uploads import extract_image_archive
+from oga_core.uploads import extract_image_archive, save_upload
+from oga_core.workspace import Workspace
 
 st.set_page_config(page_title="oga · find the samples that hurt your model", page_icon="🧹", layout="wide")
 ui.configure_threads()
@@ -31,7 +33,10 @@ SOURCES = {
     "csv": "CSV manifest (path,label)",
     "torchvision": "torchvision data set on disk",
 }
-DEMO_LABELS = {"digits": "digits · 1,797 8×8 handwritten digits", "mnist5k": "mnist5k · 5,000 MNIST 28×28 images"}
+DEMOS = list(names(DEMO_CHOICES))
+DEMO_LABELS = labels(DEMO_CHOICES)
+MODELS = list(names(MODEL_CHOICES))
+MODEL_HELP = {c.name: c.help for c in MODEL_CHOICES}
 MODEL_MODES = {
     "small_cnn": "Train the small CNN (seconds on a CPU)",
     "torchvision": "Train a torchvision architecture",
@@ -79,22 +84,21 @@ def wkey(name: str) -> str:
 
 def recent_work(current: AnalysisConfig) -> AnalysisConfig | None:
     """Data sets analysed before under this app home, to reopen with their decisions."""
-    others = [w for w in summaries.recent_workspaces(oga_home()) if w["data"] != current.data]
+    others = [w for w in Workspace.recent(oga_home()) if w.data != current.data]
     if not others:
         return None
     chosen = None
     with st.expander(f"Recent work ({len(others)})", icon=":material/history:"):
         for w in others:
-            counts = w["decisions"]
+            counts = w.decisions
             decided = sum(counts.values())
             row = st.columns([4, 1], vertical_alignment="center")
             row[0].markdown(
-                f"**{ui.escape_md(w['data'])}**  \n{w['num_samples']:,} samples · {decided} decided · "
-                f"analysed {time.strftime('%Y-%m-%d %H:%M', time.localtime(w['analysed_at']))}"
+                f"**{ui.escape_md(w.data)}**  \n{w.num_samples:,} samples · {decided} decided · "
+                f"analysed {time.strftime('%Y-%m-%d %H:%M', time.localtime(w.analysed_at))}"
             )
-            if row[1].button("Reopen", key=f"reopen-{w['data_id']}"):
-                fields = {f.name for f in dataclasses.fields(AnalysisConfig)}
-                chosen = AnalysisConfig(**{k: v for k, v in w["config"].items() if k in fields})
+            if row[1].button("Reopen", key=f"reopen-{w.data_id}"):
+                chosen = AnalysisConfig.from_dict(w.config)
     return chosen
 
 
@@ -232,7 +236,7 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
             placeholder="/models/resnet18.pt  (a state dict; never executed, weights only)",
         )
         upload = st.file_uploader("… or upload it", type=["pt", "pth", "ckpt", "bin"], key=wkey("setup_ckpt_upload"))
-        checkpoint = str(ui.save_upload(upload.getvalue(), upload.name)) if upload is not None else path.strip() or None
+        checkpoint = str(save_upload(upload, upload.name)) if upload is not None else path.strip() or None
         if checkpoint is None:
             st.info("Give a checkpoint file to score a model you already trained.", icon=":material/info:")
     default_epochs = 0 if mode == "checkpoint" else DEFAULT_EPOCHS.get(model, FALLBACK_EPOCHS)
@@ -367,7 +371,7 @@ def results(analysis: Analysis) -> None:
         st.json(
             {
                 "data_id": analysis.data_id,
-                "workspace": str(analysis.workspace),
+                "workspace": str(analysis.workspace.folder),
                 "device": run["device"],
                 "epochs": run["epochs"],
                 "timings_s": run["timings"],

@@ -56,8 +56,9 @@ def gradient_agreement(device: torch.device) -> dict[str, float]:
 
 
 def digits_runs() -> dict[str, dict]:
+    from oga_core.config import AnalysisConfig
     from oga_core.evaluate import detection_metrics
-    from oga_core.pipeline import AnalysisConfig, analyze
+    from oga_core.pipeline import analyze
     from oga_core.store import Cache
 
     runs = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -35,10 +34,12 @@ import pandas as pd
 import streamlit as st
 
 from oga_core import summaries
+from oga_core.config import AnalysisConfig
 from oga_core.decisions import Decision, DecisionStore
-from oga_core.detectors import DEFAULT_BUDGET, DEFAULT_DETECTOR, DETECTORS
+from oga_core.detectors import DETECTORS
 from oga_core.errors import OgaError
-from oga_core.pipeline import STAGES, Analysis, AnalysisConfig, analyze, record_latest
+from oga_core.options import STAGES, names
+from oga_core.pipeline import Analysis, analyze
 from oga_core.store import oga_home
 
 _LOG = logging.getLogger("oga.app")
@@ -116,7 +117,7 @@ def configure_threads() -> int:
 # -- the analysis registry -------------------------------------------------------------------
 def base_config(config: AnalysisConfig) -> AnalysisConfig:
     """``config`` without its ranking (detector, budget, per-class): what needs computing."""
-    return dataclasses.replace(config, detector=DEFAULT_DETECTOR, budget=DEFAULT_BUDGET, per_class=False)
+    return config.unranked()
 
 
 class _Job:
@@ -147,11 +148,14 @@ class AnalysisRegistry:
     clicks to another page (which stops the page's script) or reloads does not abort training,
     and a second session asking for the same data waits on the same job. Results come back
     ranked as asked via ``Analysis.rescore``. Holds ``capacity`` analyses; the disk cache makes
-    an evicted one quick to load again.
+    an evicted one quick to load again. ``record(analysis)`` keeps each finished or re-ranked
+    analysis as its workspace's latest (by default :meth:`Workspace.record`), so ``oga export``
+    and *Recent work* see what the person saw.
     """
 
-    def __init__(self, capacity: int = 3) -> None:
+    def __init__(self, capacity: int = 3, *, record: Callable[[Analysis], object] | None = None) -> None:
         self.capacity = capacity
+        self.record = record or (lambda analysis: analysis.workspace.record(analysis))
         self._lock = threading.Lock()
         self._jobs: dict[AnalysisConfig, _Job] = {}
         self._ready: OrderedDict[AnalysisConfig, Analysis] = OrderedDict()
@@ -212,6 +216,7 @@ class AnalysisRegistry:
     def _work(self, base: AnalysisConfig, job: _Job) -> None:
         try:
             analysis = analyze(job.config, progress=job.report)
+            self.record(analysis)
         except BaseException as exc:  # handed to every waiter; a later request starts afresh
             job.error = exc
         else:
@@ -234,7 +239,7 @@ class AnalysisRegistry:
         if found is not None and found.data_id == analysis.data_id:
             return found
         ranked = analysis.rescore(detector=config.detector, budget=config.budget, per_class=config.per_class)
-        record_latest(ranked)  # so `oga export` scores rows by the ranking the person looked at
+        self.record(ranked)  # so `oga export` scores rows by the ranking the person looked at
         with self._lock:
             self._ranked[config] = ranked
             while len(self._ranked) > 16:
@@ -257,11 +262,7 @@ def load_last_config() -> AnalysisConfig | None:
     """The settings last analysed in this app home, or None (missing or from another version)."""
     path = _last_config_path()
     try:
-        fields = {f.name for f in dataclasses.fields(AnalysisConfig)}
-        raw = json.loads(path.read_text())
-        config = AnalysisConfig(**{k: v for k, v in raw.items() if k in fields})
-        config.validate()
-        return config
+        return AnalysisConfig.from_dict(json.loads(path.read_text())).validate()
     except (OSError, ValueError, TypeError, OgaError):
         return None
 
@@ -306,8 +307,8 @@ def sidebar_ranking() -> None:
         st.markdown("**Ranking** · instant, no retraining")
         st.selectbox(
             "Detector",
-            DETECTORS,
-            index=DETECTORS.index(config.detector),
+            list(DETECTORS),
+            index=list(DETECTORS).index(config.detector),
             format_func=DETECTOR_LABELS.get,
             key="rank_detector",
             on_change=_ranking_changed,
@@ -372,8 +373,8 @@ def run_analysis(config: AnalysisConfig, *, fresh: bool = False) -> Analysis:
     ``fresh``: look at the data on disk again (see :meth:`AnalysisRegistry.get`)."""
     config.validate()
     status = st.status(f"Analyzing {config.data} …", expanded=True)
-    bars = {stage: status.progress(0.0, text=STAGE_LABELS[stage]) for stage in STAGES}
-    last_draw = dict.fromkeys(STAGES, 0.0)
+    bars = {stage: status.progress(0.0, text=STAGE_LABELS[stage]) for stage in names(STAGES)}
+    last_draw = dict.fromkeys(names(STAGES), 0.0)
     epochs = config.resolved_epochs()
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -420,7 +421,7 @@ def _store_at(path: str) -> DecisionStore:
 
 def store_for(analysis: Analysis) -> DecisionStore:
     """The decisions of the analysed data (its workspace under the current app home)."""
-    return _store_at(str(analysis.workspace / "decisions.sqlite"))
+    return _store_at(str(analysis.workspace.decisions_path))
 
 
 def decided_table(analysis: Analysis) -> pd.DataFrame:
@@ -816,31 +817,3 @@ def ids_from_points(points: list[dict[str, Any]]) -> list[str]:
             seen.add(sid)
             ids.append(sid)
     return ids
-
-
-# -- exports ---------------------------------------------------------------------------------
-def export_slug(analysis: Analysis) -> str:
-    """A folder name for this data set's exports: readable source name + short data id."""
-    kind, _, rest = analysis.config.data.partition(":")
-    name = Path(rest.rstrip("/")).name if kind in ("folder", "csv") else rest.replace(":", "-").split("/")[-1]
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{kind}-{name}").strip("-.") or "data"
-    return f"{name}-{analysis.data_id[:8]}"
-
-
-def export_dir(analysis: Analysis) -> Path:
-    """Where exports go unless the person says otherwise: ``~/oga-exports/<slug>`` (never inside
-    the app home or the source data, which the engine refuses)."""
-    return Path.home() / "oga-exports" / export_slug(analysis)
-
-
-def save_upload(data: bytes, name: str) -> Path:
-    """Keep an uploaded file under ``$OGA_HOME/uploads`` named by its content, and return its path."""
-    digest = hashlib.blake2b(data, digest_size=8).hexdigest()
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name).lstrip(".") or "upload"
-    path = oga_home() / "uploads" / f"{digest}-{safe}"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    return path

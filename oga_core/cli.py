@@ -1,38 +1,49 @@
 """``oga``: every capability of the app, headless.
 
     oga analyze --data SOURCE --out DIR [...]   scores.csv + run.json (+ model.pt)
-    oga decide  --data SOURCE --sample ID (--keep | --drop | --relabel CLASS)
+    oga decide  --data SOURCE --sample ID (--keep | --drop | --relabel CLASS | --clear)
     oga undo    --data SOURCE                   revert the last decision
     oga export  --data SOURCE --out FILE.csv [--folder DIR]
+    oga cache   info | clear [--step STEP]      what the cache holds; free it (decisions stay)
     oga bench   [--quick]                       detection quality and speed tables
 
-Bad input ends with one line on stderr (``oga: error: ...``) and exit status 2, never a traceback.
+Bad input ends with one line on stderr (``oga: error: ...``) and exit status 2, never a traceback;
+notices that did not stop the work are ``oga: note: ...`` lines. Option names, defaults and help
+texts come from :mod:`oga_core.options` and :mod:`oga_core.detectors`. The engine modules that
+import torch are imported inside the commands that need them, so ``oga --help`` and ``oga cache``
+start in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from oga_core import detectors, options
+from oga_core.bench import runner as bench
+from oga_core.config import AnalysisConfig
 from oga_core.errors import OgaError
+from oga_core.progress import StageProgress
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help=options.SOURCE_SYNTAX)
+    p.add_argument("--noise", type=float, default=0.0, help=options.NOISE_HELP)
     p.add_argument(
-        "--data", required=True, help="demo:digits | demo:mnist5k | folder:PATH | csv:PATH | torchvision:NAME:ROOT"
+        "--noise-kind",
+        default=options.DEFAULT_NOISE_KIND,
+        choices=options.names(options.NOISE_KINDS),
+        help="; ".join(f"{c.name}: {c.help}" for c in options.NOISE_KINDS),
     )
-    p.add_argument("--noise", type=float, default=0.0, help="flip this fraction of labels on purpose (truth kept)")
-    p.add_argument("--noise-kind", default="symmetric", choices=["symmetric", "pair"])
-    p.add_argument("--seed", type=int, default=0, help="seeds the noise, the model's initialisation and training")
-    p.add_argument("--image-size", type=int, default=32, help="side in pixels file images are resized to (default 32)")
-    p.add_argument("--grayscale", action="store_true", help="read file images as one channel")
-    p.add_argument(
-        "--skip-unreadable", action="store_true", help="leave out corrupt or unreadable images instead of stopping"
-    )
+    p.add_argument("--seed", type=int, default=0, help=options.SEED_HELP)
+    p.add_argument("--image-size", type=int, default=options.DEFAULT_IMAGE_SIZE, help=options.IMAGE_SIZE_HELP)
+    p.add_argument("--grayscale", action="store_true", help=options.GRAYSCALE_HELP)
+    p.add_argument("--skip-unreadable", action="store_true", help=options.SKIP_UNREADABLE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,32 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, type=Path, help="output folder")
     a.add_argument(
         "--model",
-        default="small_cnn",
-        help="small_cnn | resnet18 | resnet34 | resnet50 | resnet18_imagenet | resnet50_imagenet",
+        default=options.DEFAULT_MODEL,
+        help="; ".join(f"{c.name}: {c.help}" for c in options.MODELS),
     )
-    a.add_argument(
-        "--checkpoint", type=Path, help="state dict to load (weights only); skips training unless --epochs is given"
-    )
-    a.add_argument(
-        "--epochs", type=int, help="training epochs (default: 12 for small_cnn, 8 otherwise, 0 with --checkpoint)"
-    )
-    a.add_argument("--batch-size", type=int, default=128)
-    a.add_argument("--lr", type=float, default=2e-3)
+    a.add_argument("--checkpoint", type=Path, help=options.CHECKPOINT_HELP)
+    a.add_argument("--epochs", type=int, help=options.EPOCHS_HELP)
+    a.add_argument("--batch-size", type=int, default=options.DEFAULT_BATCH_SIZE)
+    a.add_argument("--lr", type=float, default=options.DEFAULT_LR)
     a.add_argument(
         "--scope",
-        default="last",
-        choices=["last", "all"],
-        help="gradient of the last layer (closed form) or of all layers",
+        default=options.DEFAULT_SCOPE,
+        choices=options.names(options.SCOPES),
+        help="; ".join(f"{c.name}: {c.help}" for c in options.SCOPES),
     )
     a.add_argument(
         "--detector",
-        default="l2",
-        choices=["l1", "l2", "iforest", "loss", "el2n", "margin"],
-        help="score that decides 'flagged' (default l2: the OGA gradient L2 norm)",
+        default=options.DEFAULT_DETECTOR,
+        choices=list(detectors.DETECTORS),
+        help="score that decides 'flagged' (default "
+        + options.DEFAULT_DETECTOR
+        + "): "
+        + "; ".join(f"{d.name}: {d.help}" for d in detectors.DETECTORS.values()),
     )
-    a.add_argument("--budget", type=float, default=0.05, help="fraction of samples to flag (default 0.05)")
-    a.add_argument("--per-class", action="store_true", help="rank samples within their class")
-    a.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    a.add_argument("--budget", type=float, default=options.DEFAULT_BUDGET, help=options.BUDGET_HELP)
+    a.add_argument("--per-class", action="store_true", help=options.PER_CLASS_HELP)
+    a.add_argument("--device", default="auto", help=options.DEVICE_HELP)
     a.add_argument("--quiet", action="store_true", help="no progress bars")
 
     d = sub.add_parser("decide", help="record a decision on one sample (as the app's Review page does)")
@@ -107,26 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace --out even if it exists and is not a manifest oga wrote",
     )
 
-    b = sub.add_parser("bench", help="detection quality and speed, side by side with the baselines")
-    b.add_argument("--quick", action="store_true", help="one small setting (for CI): a few minutes on 2 CPU cores")
-    b.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="markdown report to write")
-    b.add_argument("--device", default="auto")
-    b.add_argument("--parts", default="quality,speed,scaling", help="comma-separated subset of quality,speed,scaling")
-    b.add_argument(
-        "--merge",
-        type=Path,
-        metavar="JSON",
-        help="merge another run's results (e.g. a GPU speed run) into --out's, then rewrite the report",
-    )
+    c = sub.add_parser("cache", help="what oga's cache holds, and clearing it (decisions are never touched)")
+    c.add_argument("action", choices=["info", "clear"])
+    c.add_argument("--step", action="append", help="clear only this step's entries (repeatable), e.g. model")
+
+    bench.add_arguments(sub.add_parser("bench", help="detection quality and speed, side by side with the baselines"))
     return parser
 
 
-def _progress_bars(quiet: bool) -> Callable[[str, int, int], None] | None:
+def _progress_bars(quiet: bool) -> StageProgress | None:
     """tqdm bars per stage on a terminal; nothing when stderr is a file or pipe (logs and scripts
     get the summary line, and a failure stays one line), unless OGA_PROGRESS=1 asks for lines."""
     if quiet or not sys.stderr.isatty():
         return _stage_lines() if os.environ.get("OGA_PROGRESS") == "1" and not quiet else None
-    from tqdm import tqdm
+    from tqdm import tqdm  # only on a terminal
 
     bars: dict[str, tqdm] = {}
 
@@ -158,7 +162,7 @@ def _progress_bars(quiet: bool) -> Callable[[str, int, int], None] | None:
     return report
 
 
-def _stage_lines() -> Callable[[str, int, int], None]:
+def _stage_lines() -> StageProgress:
     """Without a terminal: one line as each stage starts."""
     started: set[str] = set()
 
@@ -170,13 +174,25 @@ def _stage_lines() -> Callable[[str, int, int], None]:
     return report
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from oga_core.evaluate import detection_metrics
-    from oga_core.pipeline import AnalysisConfig, analyze
-    from oga_core.store import write_json
-
-    config = AnalysisConfig(
+def _config(args: argparse.Namespace, **more: object) -> AnalysisConfig:
+    """The data settings every command shares, plus ``more``; validated."""
+    return AnalysisConfig(
         data=args.data,
+        noise=args.noise,
+        noise_kind=args.noise_kind,
+        seed=args.seed,
+        image_size=args.image_size,
+        grayscale=args.grayscale,
+        skip_unreadable=args.skip_unreadable,
+        **more,  # type: ignore[arg-type]
+    ).validate()
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from oga_core.pipeline import analyze, write_results
+
+    config = _config(
+        args,
         model=args.model,
         checkpoint=str(args.checkpoint) if args.checkpoint else None,
         epochs=args.epochs,
@@ -186,89 +202,59 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         detector=args.detector,
         budget=args.budget,
         per_class=args.per_class,
-        noise=args.noise,
-        noise_kind=args.noise_kind,
-        seed=args.seed,
         device=args.device,
-        image_size=args.image_size,
-        grayscale=args.grayscale,
-        skip_unreadable=args.skip_unreadable,
     )
     out: Path = args.out
     _writable_dir(out)
     analysis = analyze(config, progress=_progress_bars(args.quiet))
-    analysis.scores.to_csv(out / "scores.csv", index=False)
-    run = dict(analysis.run)
-    if analysis.noise is not None:
-        metrics = detection_metrics(analysis.scores, analysis.noise.noisy, budget=config.budget)
-        run["detection"] = metrics.set_index("score").to_dict(orient="index")
-    write_json(out / "run.json", run)
-    model_file = analysis.cache.get("model", analysis.keys["model"])
-    if model_file is not None:
-        (out / "model.pt").write_bytes((model_file / "model.pt").read_bytes())
-    _summary(analysis, run)
-    return 0
-
-
-def _summary(analysis, run: dict) -> None:
+    analysis.workspace.record(analysis)
+    run = write_results(analysis, out)
     t = run["timings"]
     hits = f" (cached: {', '.join(run['cache_hits'])})" if run["cache_hits"] else ""
     print(
         f"{run['num_samples']} samples, {run['num_classes']} classes; train accuracy {run['train_accuracy']:.3f}; "
-        f"flagged {run['num_flagged']} by {analysis.config.detector} in {t['total']:.1f} s{hits}"
+        f"flagged {run['num_flagged']} by {config.detector} in {t['total']:.1f} s{hits}"
     )
     if run.get("decisions_carried_over"):
         print(f"carried {run['decisions_carried_over']} decision(s) over from an earlier version of this data")
     if "detection" in run:
         print("AUROC vs injected noise: " + ", ".join(f"{k} {v['auroc']:.3f}" for k, v in run["detection"].items()))
-
-
-def _data_config(args: argparse.Namespace):
-    from oga_core.pipeline import AnalysisConfig
-
-    return AnalysisConfig(
-        data=args.data,
-        noise=args.noise,
-        noise_kind=args.noise_kind,
-        seed=args.seed,
-        image_size=args.image_size,
-        grayscale=args.grayscale,
-        skip_unreadable=args.skip_unreadable,
-    )
+    return 0
 
 
 def _open_data(args: argparse.Namespace):
-    """The data set named by the data arguments, its id, and its decision store."""
-    from oga_core.decisions import DecisionStore
-    from oga_core.pipeline import adopt_earlier_decisions, load_data
+    """The data set named by the data arguments and its workspace (registered, so decisions of an
+    earlier version of the same source are carried over)."""
+    from oga_core.pipeline import load_data
     from oga_core.store import Cache
+    from oga_core.workspace import Workspace
 
-    config = _data_config(args)
-    config.validate()
+    config = _config(args)
     loaded = load_data(config, Cache())
-    carried = adopt_earlier_decisions(config, loaded.dataset, loaded.data_id)
+    workspace = Workspace(loaded.data_id)
+    carried = workspace.register(config.data_settings(), loaded.dataset)
     if carried:
         print(f"carried {carried} decision(s) over from an earlier version of this data (oga undo takes them back)")
-    return loaded, DecisionStore.for_data(loaded.data_id)
+    return loaded, workspace
 
 
 def class_index(text: str, classes: Sequence[str]) -> int:
     """A class given by name (or, failing that, by index) -> its index; OgaError if unknown."""
     if text in classes:
         return list(classes).index(text)
-    if text.isdigit() and int(text) < len(classes):
+    if text.isascii() and text.isdecimal() and int(text) < len(classes):
         return int(text)
-    raise OgaError(
-        f"unknown class '{text}': choose one of {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}"
-    )
+    more = " ..." if len(classes) > 20 else ""
+    raise OgaError(f"unknown class '{text}': choose one of {', '.join(classes[:20])}{more}")
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
+    from oga_core.data import index_of
     from oga_core.decisions import Decision
 
-    loaded, store = _open_data(args)
+    loaded, workspace = _open_data(args)
     ds = loaded.dataset
-    position = {sid: i for i, sid in enumerate(ds.ids)}
+    position = index_of(ds.ids)
     action = "keep" if args.keep else "drop" if args.drop else "clear" if args.clear else "relabel"
     new_label = class_index(args.relabel, ds.classes) if action == "relabel" else None
     items = []
@@ -276,6 +262,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         if sid not in position:
             raise OgaError(f"no sample '{sid}' in {args.data}")
         items.append(Decision(sid, action, int(ds.labels[position[sid]]), new_label))
+    store = workspace.decisions()
     store.decide_many(items)
     counts = store.counts()
     print(f"{action} {len(items)} sample(s); decisions now: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -283,8 +270,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    _, store = _open_data(args)
-    undone = store.undo()
+    _, workspace = _open_data(args)
+    undone = workspace.decisions().undo()
     print(f"undid the last decision on {', '.join(undone)}" if undone else "nothing to undo")
     return 0
 
@@ -298,20 +285,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         write_manifest,
     )
 
-    loaded, store = _open_data(args)
-    check_manifest_path(args.out, loaded.dataset, overwrite=args.overwrite_out)  # refuse bad places before writing
+    loaded, workspace = _open_data(args)
+    # refuse bad places before writing anything
+    out = check_manifest_path(args.out, loaded.dataset, overwrite=args.overwrite_out)
     if args.folder is not None:
         check_destination(args.folder, loaded.dataset, overwrite=args.overwrite)
-    scores = _latest_scores(store.path.parent)
-    manifest = cleaned_manifest(loaded.dataset, store.table(), scores=scores, dropped=args.dropped)
+    scores = workspace.latest_scores()
+    manifest = cleaned_manifest(loaded.dataset, workspace.decisions().table(), scores=scores, dropped=args.dropped)
     if args.folder is not None:  # first: --out may name a file inside --folder
         per_class = export_image_folder(loaded.dataset, manifest, args.folder, overwrite=args.overwrite)
         print(f"copied {sum(per_class.values())} images in {len(per_class)} classes to {args.folder}")
-    write_manifest(manifest, args.out)
+    write_manifest(manifest, out)
     counts = manifest["action"].value_counts().to_dict()
-    print(
-        f"wrote {len(manifest)} rows to {args.out} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")"
-    )
+    print(f"wrote {len(manifest)} rows to {out} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")")
     if scores is None:
         print(
             "note: this data, with these --noise / --seed / --skip-unreadable settings, has no analysis on "
@@ -320,24 +306,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _latest_scores(workspace: Path):
-    """The scores of the workspace's latest analysis, or None (never analysed, or unreadable)."""
-    import pandas as pd
+def cmd_cache(args: argparse.Namespace) -> int:
+    from oga_core.store import Cache
 
-    latest = workspace / "latest_scores.parquet"
-    if not latest.is_file():
-        return None
-    try:
-        return pd.read_parquet(latest)
-    except Exception as exc:  # a torn file from a crash: the decisions matter, the scores can be redone
-        print(f"oga: note: ignoring unreadable {latest} ({type(exc).__name__}); run oga analyze again", file=sys.stderr)
-        return None
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from oga_core import bench
-
-    return bench.main(args)
+    cache = Cache()
+    if args.action == "info":
+        info = cache.info()
+        if not info:
+            print(f"the cache in {cache.root} is empty")
+        for step, row in info.items():
+            print(f"{step:<12} {row['entries']:>6} entries {row['bytes'] / 2**20:>10.1f} MiB")
+        if info:
+            total = sum(r["bytes"] for r in info.values())
+            print(f"{'total':<12} {sum(r['entries'] for r in info.values()):>6} entries {total / 2**20:>10.1f} MiB")
+        return 0
+    freed = cache.clear(args.step)
+    print(f"cleared {', '.join(freed) or 'nothing'}: {sum(freed.values()) / 2**20:.1f} MiB freed (decisions untouched)")
+    return 0
 
 
 def _writable_dir(path: Path) -> None:
@@ -349,6 +334,13 @@ def _writable_dir(path: Path) -> None:
         raise OgaError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
 
 
+class _NoteHandler(logging.Handler):
+    """The ``oga`` logger's warnings as ``oga: note: ...`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"oga: note: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -357,15 +349,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not threads.isdigit():
             print(f"oga: error: OGA_THREADS must be a whole number, not '{threads}'", file=sys.stderr)
             return 2
-        import torch
+        import torch  # only when asked to set its threads
 
         torch.set_num_threads(max(1, int(threads)))
+    log = logging.getLogger("oga")
+    handler = _NoteHandler(logging.WARNING)
+    log.addHandler(handler)
+    propagate, log.propagate = log.propagate, False  # notes once, as oga lines, not twice
     handlers = {
         "analyze": cmd_analyze,
         "decide": cmd_decide,
         "undo": cmd_undo,
         "export": cmd_export,
-        "bench": cmd_bench,
+        "cache": cmd_cache,
+        "bench": bench.main,
     }
     try:
         return handlers[args.command](args)
@@ -382,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("oga: error: out of memory; try a smaller --batch-size or --image-size", file=sys.stderr)
         return 3
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
 
 
 if __name__ == "__main__":

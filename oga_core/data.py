@@ -20,21 +20,24 @@ import hashlib
 import io
 import os
 import pickle
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from oga_core import options
 from oga_core.errors import DataError
+from oga_core.files import stream_digest
+from oga_core.progress import LOG, Progress
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-DEMOS = ("digits", "mnist5k")
-TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100")
-DEFAULT_IMAGE_SIZE = 32
-
-Progress = Callable[[int, int], None]
+DEFAULT_IMAGE_SIZE = options.DEFAULT_IMAGE_SIZE
+# Larger images are refused (one line) rather than decoded: 100 megapixels of RGB is 300 MB of
+# memory for one sample, and Pillow's own guard prints multi-line warnings from 89 megapixels.
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -168,11 +171,15 @@ class LabeledImages:
                 for i in range(len(self)):
                     path = self.file_path(i)
                     try:
-                        content = path.read_bytes()  # type: ignore[union-attr]
+                        with open(path, "rb") as f:  # type: ignore[arg-type]
+                            size = os.fstat(f.fileno()).st_size
+                            # the size first: moving bytes between files changes the hash
+                            h.update(size.to_bytes(8, "little"))
+                            h.update(stream_digest(f).encode())
                     except OSError as exc:
-                        raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from exc
-                    h.update(len(content).to_bytes(8, "little"))  # moving bytes between files changes the hash
-                    h.update(content)
+                        # decoding reports the file (and --skip-unreadable leaves it out); the
+                        # fingerprint only has to differ from the one with the file present
+                        h.update(f"\0unreadable:{type(exc).__name__}".encode())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
@@ -229,11 +236,13 @@ class LabeledImages:
         path = self.file_path(index)
         if path is not None:
             try:
-                with Image.open(path) as im:
+                with _open_image(path) as im:
                     im.load()
                     return im.copy()
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            except _Unreadable as exc:
                 raise DataError(f"cannot read image {path}: {exc}") from None
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise DataError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
         return array_to_image(self.image(index))
 
 
@@ -246,9 +255,34 @@ class _Unreadable(Exception):
     pass
 
 
-def _decode_file(path: Path, size: int, channels: int) -> np.ndarray:
+def _open_image(path: Path) -> Image.Image:
+    """``Image.open`` (which reads only the header) that refuses images above MAX_IMAGE_PIXELS
+    with one line instead of Pillow's multi-line decompression-bomb warning."""
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except FileNotFoundError:
+        raise _Unreadable("file not found") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise _Unreadable(f"not a readable image ({type(exc).__name__}: {exc})") from None
+    except Image.DecompressionBombError:
+        raise _Unreadable(f"larger than oga's limit of {MAX_IMAGE_PIXELS // 1_000_000} megapixels") from None
+    width, height = im.size
+    if width * height > MAX_IMAGE_PIXELS:
+        im.close()
+        raise _Unreadable(
+            f"{width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is above oga's limit of "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels; downscale it"
+        )
+    return im
+
+
+def _decode_file(path: Path, size: int, channels: int) -> np.ndarray:
+    im = _open_image(path)
+    try:
+        with im, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = im.convert("L" if channels == 1 else "RGB")
             if im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.BILINEAR)
@@ -292,18 +326,23 @@ def load_source(
     *,
     image_size: int = DEFAULT_IMAGE_SIZE,
     grayscale: bool = False,
+    skip_unreadable: bool = False,
 ) -> LabeledImages:
     """Open the source named by ``spec`` (see the module docstring).
 
     ``image_size`` and ``grayscale`` apply to file sources; built-in arrays keep their own size.
-    Raises DataError with a message a person can act on.
+    ``skip_unreadable``: leave out files whose name cannot be stored (not valid UTF-8) instead of
+    stopping (unreadable content is found, and skipped, when decoding). Raises DataError with a
+    message a person can act on.
     """
     kind, _, rest = spec.partition(":")
     channels = 1 if grayscale else 3
     if kind == "demo":
         return load_demo(rest)
     if kind == "folder":
-        return load_folder(_need_path(rest, spec), image_size=image_size, channels=channels)
+        return load_folder(
+            _need_path(rest, spec), image_size=image_size, channels=channels, skip_unreadable=skip_unreadable
+        )
     if kind == "csv":
         return load_csv(_need_path(rest, spec), image_size=image_size, channels=channels)
     if kind == "torchvision":
@@ -332,7 +371,7 @@ def load_demo(name: str) -> LabeledImages:
     elif name == "mnist5k":
         pixels, labels = _mnist5k()
     else:
-        raise DataError(f"unknown demo '{name}': choose one of {', '.join(DEMOS)}")
+        raise DataError(f"unknown demo '{name}': choose one of {', '.join(options.names(options.DEMOS))}")
     ids = [f"{i:05d}" for i in range(len(labels))]
     return LabeledImages(
         source=f"demo:{name}", ids=ids, labels=labels, classes=[str(k) for k in range(10)], pixels=pixels
@@ -352,8 +391,30 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return pixels, table[:, -1].astype(np.int64)
 
 
-def load_folder(root: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: int = 3) -> LabeledImages:
-    """``root/<class>/**/<image>``: classes are the sorted sub-folder names, as in ImageFolder."""
+def _storable(name: str) -> bool:
+    """False for a file name that is not valid UTF-8 (Python keeps its bytes as surrogates, which
+    no CSV, JSON or SQLite text can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(name: str) -> str:
+    """A printable form of any file name (undecodable bytes as \\x.. escapes)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def load_folder(
+    root: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: int = 3, skip_unreadable: bool = False
+) -> LabeledImages:
+    """``root/<class>/**/<image>``: classes are the sorted sub-folder names, as in ImageFolder.
+
+    Symbolic links are followed, as torchvision's ImageFolder does (docs/architecture.md,
+    "Safety"). A file or class folder whose name is not valid UTF-8 stops the listing with its
+    name, or is left out with ``skip_unreadable``.
+    """
     root = Path(root)
     if not root.exists():
         raise DataError(f"image folder {root} does not exist")
@@ -363,6 +424,7 @@ def load_folder(root: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: i
     paths: list[str] = []
     labels: list[int] = []
     classes: list[str] = []
+    unnamed: list[str] = []
     for class_dir in class_dirs:
         files = sorted(
             f
@@ -371,11 +433,26 @@ def load_folder(root: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: i
         )
         if not files:
             continue  # ImageFolder drops empty class folders too
+        if not _storable(class_dir.name):
+            unnamed.extend(_shown(f.relative_to(root).as_posix()) for f in files)
+            continue
         label = len(classes)
         classes.append(class_dir.name)
         for f in files:
-            paths.append(f.relative_to(root).as_posix())
+            rel = f.relative_to(root).as_posix()
+            if not _storable(rel):
+                unnamed.append(_shown(rel))
+                continue
+            paths.append(rel)
             labels.append(label)
+    if unnamed:
+        listed = ", ".join(unnamed[:3]) + (f" (+{len(unnamed) - 3} more)" if len(unnamed) > 3 else "")
+        if not skip_unreadable:
+            raise DataError(
+                f"{len(unnamed)} file name(s) in {root} are not valid UTF-8 ({listed}): rename them, or skip "
+                "unreadable images to leave them out"
+            )
+        LOG.warning("left out %d file(s) whose names are not valid UTF-8: %s", len(unnamed), listed)
     if not paths:
         raise DataError(
             f"no images found in {root}: expected {root}/<class>/<image> with extensions {', '.join(IMG_EXTENSIONS)}"
@@ -431,11 +508,14 @@ def load_csv(manifest: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: 
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read manifest {manifest}: {exc}") from None
     reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-    if "path" not in fields or "label" not in fields:
-        raise DataError(f"manifest {manifest} needs the columns path,label (found: {', '.join(fields) or 'none'})")
-    reader.fieldnames = fields
-    rows = [(_unguard(row["path"] or ""), _unguard((row["label"] or "").strip())) for row in reader]
+    try:
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        if "path" not in fields or "label" not in fields:
+            raise DataError(f"manifest {manifest} needs the columns path,label (found: {', '.join(fields) or 'none'})")
+        reader.fieldnames = fields
+        rows = [(_unguard(row["path"] or ""), _unguard((row["label"] or "").strip())) for row in reader]
+    except csv.Error as exc:  # a NUL byte, a field beyond the csv module's 131,072-character limit
+        raise DataError(f"{manifest} line {reader.line_num}: not a readable CSV row ({exc})") from None
     if not rows:
         raise DataError(f"manifest {manifest} has no rows")
 
@@ -567,9 +647,9 @@ def load_torchvision(name: str, root: Path) -> LabeledImages:
     MNIST and FashionMNIST are read by torchvision (plain binary files); CIFAR by oga's own
     reader, which refuses anything but arrays in the pickled batches.
     """
-    canonical = {n.lower(): n for n in TORCHVISION_SETS}.get(name.lower())
+    canonical = {n.lower(): n for n in options.TORCHVISION_SETS}.get(name.lower())
     if canonical is None:
-        raise DataError(f"unknown torchvision dataset '{name}': choose one of {', '.join(TORCHVISION_SETS)}")
+        raise DataError(f"unknown torchvision dataset '{name}': choose one of {', '.join(options.TORCHVISION_SETS)}")
     root = Path(root)
     expected = {
         "MNIST": root / "MNIST" / "raw" / "train-images-idx3-ubyte",

@@ -10,8 +10,8 @@ the app has acknowledged survives a page reload, a server restart and a killed p
 are never updated or deleted: an undo is itself an event that restores the state before the
 latest batch not yet undone (a bulk action on a page is one batch and is undone as one).
 
-A store belongs to one analysed data set (its data id), so decisions reattach whenever the same
-data is analysed again with any model, scope, detector or budget.
+A store belongs to one analysed data set (its :class:`~oga_core.workspace.Workspace`), so decisions
+reattach whenever the same data is analysed again with any model, scope, detector or budget.
 """
 
 from __future__ import annotations
@@ -73,13 +73,6 @@ class DecisionStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(_SCHEMA)
-
-    @classmethod
-    def for_data(cls, data_id: str) -> DecisionStore:
-        """The store in the data set's workspace under the app home."""
-        from oga_core.pipeline import workspace_dir
-
-        return cls(workspace_dir(data_id) / "decisions.sqlite")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

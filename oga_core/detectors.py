@@ -1,5 +1,9 @@
 """Outlier scores of per-sample gradients, and the loss-based baselines; higher = more suspicious.
 
+Every detector is declared once, in :data:`DETECTORS`: its name (``--detector``), its score
+column (in ``scores.csv``), its label and help (the app's select box, ``oga analyze --help``) and
+the function that computes it. Adding a detector is one entry there plus its test.
+
 OGA (arXiv 2405.03869) scores a sample by how much of an outlier its loss gradient is:
 
 * ``oga_l1`` / ``oga_l2``: the gradient's L1 / L2 norm (``oga_l2`` squared is self-TracIn);
@@ -8,35 +12,47 @@ OGA (arXiv 2405.03869) scores a sample by how much of an outlier its loss gradie
 
 Baselines from the same forward pass: ``loss`` (cross-entropy on the given label), ``el2n``
 (``||p - e_y||_2``, Paul et al. 2021) and ``margin`` (``max_{k != y} p_k - p_y``, the negated
-normalised margin of cleanlab's rank module). All are computed, the chosen ``detector`` decides
+normalised margin of cleanlab's rank module). All are computed; the chosen detector decides
 ``flagged``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
+from oga_core import options
 from oga_core.errors import OgaError
-from oga_core.gradients import GradientStats, last_layer_gradients, softmax_residual
+from oga_core.lastlayer import last_layer_gradients, log_softmax, softmax
 
-DETECTORS = ("l1", "l2", "iforest", "loss", "el2n", "margin")
-OGA_COLUMNS = ("oga_l1", "oga_l2", "oga_iforest")
-BASELINE_COLUMNS = ("loss", "el2n", "margin")
-SCORE_COLUMNS = OGA_COLUMNS + BASELINE_COLUMNS
-DEFAULT_BUDGET = 0.05
-# The L2 norm: in every one of the first 20 runs of `oga bench` (digits and mnist5k, symmetric and
-# pair noise, 10-40%) it found flipped labels at least as well as the L1 norm (AUROC and AP). The
-# L1 norm is 2 (1 - p_y) (||h||_1 + 1), which saturates for confidently wrong samples; the L2 norm
-# is EL2N times ||[h, 1]||_2, and EL2N was the strongest of the baselines.
-DEFAULT_DETECTOR = "l2"
+if TYPE_CHECKING:  # the gradient module imports torch; scoring needs only its arrays
+    from oga_core.gradients import GradientStats
 
 
-def detector_column(detector: str) -> str:
-    """``l1`` -> ``oga_l1``; baselines are their own column names."""
-    if detector not in DETECTORS:
-        raise OgaError(f"unknown detector '{detector}': choose one of {', '.join(DETECTORS)}")
-    return f"oga_{detector}" if detector in ("l1", "l2", "iforest") else detector
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What a score function may read: the gradient stats of the final model, the GIVEN labels
+    ``(N,)`` and the seed of any randomised step."""
+
+    stats: GradientStats
+    labels: np.ndarray
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One way to rank samples. ``score(inputs) -> (N,)`` float, higher = more suspicious."""
+
+    name: str
+    column: str
+    label: str
+    help: str
+    family: str  # "oga" (a gradient outlier score) or "baseline"
+    score: Callable[[ScoreInputs], np.ndarray]
 
 
 class GradientIsolationForest:
@@ -55,7 +71,7 @@ class GradientIsolationForest:
 
     def fit(self, gradients: np.ndarray) -> GradientIsolationForest:
         """gradients: ``(N, d)``."""
-        from sklearn.ensemble import IsolationForest  # sklearn.ensemble costs ~1.5 s to import
+        from sklearn.ensemble import IsolationForest  # lazy: sklearn.ensemble costs ~1.5 s to import
 
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
@@ -82,36 +98,103 @@ def iforest_input(stats: GradientStats, labels: np.ndarray, *, seed: int = 0) ->
     return last_layer_gradients(stats.features, stats.logits, labels, seed=seed)
 
 
-def baseline_scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """``loss``, ``el2n`` and ``margin`` ``(N,)`` from the logits and the GIVEN labels."""
-    r = softmax_residual(logits, labels)
-    rows = np.arange(len(labels))
-    p_given = r[rows, labels] + 1.0
-    probs = r.copy()
-    probs[rows, labels] = p_given
-    others = probs.copy()
-    others[rows, labels] = -np.inf
-    z = logits.astype(np.float64)
-    log_p = z - z.max(1, keepdims=True)
-    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
-    return {
-        "loss": -log_p[rows, labels],
-        "el2n": np.sqrt((r**2).sum(1)),
-        "margin": others.max(1) - p_given,
-    }
+def _iforest(inputs: ScoreInputs) -> np.ndarray:
+    vectors = iforest_input(inputs.stats, inputs.labels, seed=inputs.seed)
+    return GradientIsolationForest(random_state=inputs.seed).fit(vectors).score_samples(vectors)
+
+
+def _given(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return probs[np.arange(len(labels)), labels]
+
+
+def _loss(inputs: ScoreInputs) -> np.ndarray:
+    return -_given(log_softmax(inputs.stats.logits), inputs.labels)
+
+
+def _el2n(inputs: ScoreInputs) -> np.ndarray:
+    p = softmax(inputs.stats.logits)
+    p[np.arange(len(inputs.labels)), inputs.labels] -= 1.0
+    return np.sqrt((p**2).sum(1))
+
+
+def _margin(inputs: ScoreInputs) -> np.ndarray:
+    p = softmax(inputs.stats.logits)
+    given = _given(p, inputs.labels).copy()
+    p[np.arange(len(inputs.labels)), inputs.labels] = -np.inf
+    return p.max(1) - given
+
+
+DETECTORS: dict[str, Detector] = {
+    d.name: d
+    for d in (
+        Detector(
+            "l1",
+            "oga_l1",
+            "OGA L1 · gradient norm",
+            "L1 norm of the sample's loss gradient (the paper's OGA-L1)",
+            "oga",
+            lambda inputs: inputs.stats.l1,
+        ),
+        Detector(
+            "l2",
+            "oga_l2",
+            "OGA L2 · gradient norm",
+            "L2 norm of the sample's loss gradient (the paper's OGA-L2; squared, self-TracIn)",
+            "oga",
+            lambda inputs: inputs.stats.l2,
+        ),
+        Detector(
+            "iforest",
+            "oga_iforest",
+            "OGA Isolation Forest",
+            "Isolation Forest outlier score of the sample's loss gradient vector",
+            "oga",
+            _iforest,
+        ),
+        Detector("loss", "loss", "Loss (baseline)", "cross-entropy on the given label", "baseline", _loss),
+        Detector(
+            "el2n", "el2n", "EL2N (baseline)", "||softmax - one-hot(given)||_2 (Paul et al. 2021)", "baseline", _el2n
+        ),
+        Detector(
+            "margin",
+            "margin",
+            "Margin (baseline)",
+            "best other class's probability minus the given class's (cleanlab's normalised margin, negated)",
+            "baseline",
+            _margin,
+        ),
+    )
+}
+SCORE_COLUMNS = tuple(d.column for d in DETECTORS.values())
+OGA_COLUMNS = tuple(d.column for d in DETECTORS.values() if d.family == "oga")
+if options.DEFAULT_DETECTOR not in DETECTORS:  # a typo in options.py would otherwise surface at run time
+    raise AssertionError(f"options.DEFAULT_DETECTOR '{options.DEFAULT_DETECTOR}' is not a detector")
+
+
+def get(name: str) -> Detector:
+    """The detector called ``name``; OgaError listing the choices otherwise."""
+    if name not in DETECTORS:
+        raise OgaError(f"unknown detector '{name}': choose one of {', '.join(DETECTORS)}")
+    return DETECTORS[name]
+
+
+def detector_column(name: str) -> str:
+    """``l1`` -> ``oga_l1``: the score column a detector ranks by."""
+    return get(name).column
+
+
+def check_budget(budget: float) -> float:
+    """``budget`` if it is a fraction in [0, 1], else OgaError."""
+    if not 0.0 <= budget <= 1.0:
+        raise OgaError(f"budget must be a fraction in [0, 1], got {budget}")
+    return budget
 
 
 def score_columns(stats: GradientStats, labels: np.ndarray, *, seed: int = 0) -> pd.DataFrame:
-    """Every score column (``SCORE_COLUMNS``) for one set of gradient stats, ``N`` rows."""
-    forest = GradientIsolationForest(random_state=seed)
-    grads = iforest_input(stats, labels, seed=seed)
-    columns = {
-        "oga_l1": stats.l1,
-        "oga_l2": stats.l2,
-        "oga_iforest": forest.fit(grads).score_samples(grads),
-        **baseline_scores(stats.logits, labels),
-    }
-    table = pd.DataFrame({k: np.asarray(v, dtype=np.float64) for k, v in columns.items()})
+    """Every score column (``SCORE_COLUMNS``) for one set of gradient stats, ``N`` rows; OgaError
+    if any is not finite (no ranking can be made of NaN)."""
+    inputs = ScoreInputs(stats, np.asarray(labels, dtype=np.int64), seed)
+    table = pd.DataFrame({d.column: np.asarray(d.score(inputs), dtype=np.float64) for d in DETECTORS.values()})
     for name in table.columns:
         bad = int((~np.isfinite(table[name].to_numpy())).sum())
         if bad:
@@ -138,8 +221,7 @@ def flag_top(scores: np.ndarray, budget: float) -> np.ndarray:
 
     Ties are broken by sample order, so the count is exact and the result reproducible.
     """
-    if not 0.0 <= budget <= 1.0:
-        raise OgaError(f"budget must be a fraction in [0, 1], got {budget}")
+    check_budget(budget)
     n = len(scores)
     k = min(n, max(1 if budget > 0 else 0, int(round(budget * n))))
     flagged = np.zeros(n, dtype=bool)

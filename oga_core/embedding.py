@@ -3,19 +3,16 @@
 UMAP gives the map people expect (clusters = classes, mislabeled samples sitting inside the
 cluster of their true class); PCA is the instant fallback. Both run PCA to 50 dims first. For
 large sets UMAP is fitted on a random sample and the rest is placed with ``transform``, which
-keeps 1 M points to minutes instead of a quarter of an hour (DESIGN.md section 4).
+keeps 1 M points to minutes instead of a quarter of an hour (docs/architecture.md, "The map").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from sklearn.decomposition import PCA
 
-from oga_core.errors import OgaError
-
-METHODS = ("umap", "pca")
+from oga_core import options
+from oga_core.progress import Progress
 
 
 def embed_2d(
@@ -24,11 +21,10 @@ def embed_2d(
     method: str = "umap",
     random_state: int = 0,
     max_fit: int = 20_000,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """float32 ``(N, 2)`` coordinates of ``vectors (N, d)``; the same inputs give the same map."""
-    if method not in METHODS:
-        raise OgaError(f"unknown map method '{method}': choose {' or '.join(METHODS)}")
+    options.check_choice(method, options.MAP_METHODS, "map method")
     x = np.nan_to_num(np.asarray(vectors, dtype=np.float32))
     n = len(x)
     if n < 3:

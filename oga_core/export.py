@@ -277,6 +277,20 @@ def check_destination(dest: Path, dataset: LabeledImages, *, overwrite: bool = F
     return dest
 
 
+def export_slug(data: str, data_id: str) -> str:
+    """A folder name for a data set's exports: readable source name + short data id."""
+    kind, _, rest = data.partition(":")
+    name = Path(rest.rstrip("/")).name if kind in ("folder", "csv") else rest.replace(":", "-").split("/")[-1]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{kind}-{name}").strip("-.") or "data"
+    return f"{name}-{data_id[:8]}"
+
+
+def default_export_dir(data: str, data_id: str) -> Path:
+    """Where exports go unless the person says otherwise: ``~/oga-exports/<slug>`` (never inside
+    the app home or the source data, which :func:`check_destination` refuses)."""
+    return Path.home() / "oga-exports" / export_slug(data, data_id)
+
+
 def class_folders(classes: list[str]) -> dict[str, str]:
     """A distinct, safe folder name per class name. Names that collide once made safe (``a/b``
     and ``a_b``), or that differ only in case (one folder on macOS and Windows), get a suffix."""

@@ -24,7 +24,6 @@ the rest of its batch, so "the gradient of sample i" is only defined with runnin
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,12 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from oga_core import options
 from oga_core.errors import OgaError
+from oga_core.lastlayer import last_layer_norms
 from oga_core.models import Classifier
+from oga_core.progress import Progress
 from oga_core.train import to_float
 
-Progress = Callable[[int, int], None]
-SCOPES = ("last", "all")
 # Cap, in floats, on a materialised per-sample gradient block (samples x layer parameters).
 _MATERIALIZE_BUDGET = 1 << 24
 # Width of the all-layer gradient sketch the Isolation Forest sees.
@@ -110,59 +110,6 @@ def forward_pass(
     return ForwardOutputs(torch.cat(feats).numpy(), torch.cat(logits).numpy())
 
 
-def softmax_residual(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``p - e_y``, float64 ``(N, K)``: the loss gradient w.r.t. the logits."""
-    z = logits.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    p[np.arange(len(labels)), labels] -= 1.0
-    return p
-
-
-def last_layer_norms(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Closed-form L1 and L2 norms ``(N,)`` of the head's per-sample gradient (weight and bias)."""
-    r = softmax_residual(logits, labels)
-    h = features.astype(np.float64)
-    l1 = np.abs(r).sum(1) * (np.abs(h).sum(1) + 1.0)
-    l2 = np.sqrt((r**2).sum(1) * ((h**2).sum(1) + 1.0))
-    return l1, l2
-
-
-def last_layer_gradients(
-    features: np.ndarray,
-    logits: np.ndarray,
-    labels: np.ndarray,
-    *,
-    max_dims: int = 4096,
-    projected_dims: int = 1024,
-    seed: int = 0,
-    batch_size: int = 4096,
-) -> np.ndarray:
-    """The head's per-sample gradients flattened, float32 ``(N, K * (D + 1))`` (class-major).
-
-    When ``K * (D + 1) > max_dims`` a Gaussian random projection to ``projected_dims`` is returned
-    instead (Johnson-Lindenstrauss: distances kept within a few percent), computed batch by batch
-    from the factors so that the full ``(N, K * (D + 1))`` matrix never exists.
-    """
-    r = softmax_residual(logits, labels).astype(np.float32)
-    h = np.concatenate([features.astype(np.float32), np.ones((len(features), 1), np.float32)], axis=1)
-    n, k, d = len(r), r.shape[1], h.shape[1]
-    if k * d <= max_dims:
-        return (r[:, :, None] * h[:, None, :]).reshape(n, k * d)
-    gen = torch.Generator().manual_seed(seed)
-    proj = torch.randn(k, d, projected_dims, generator=gen) / np.sqrt(projected_dims)
-    proj_flat = proj.permute(1, 0, 2).reshape(d, k * projected_dims)
-    out = np.empty((n, projected_dims), np.float32)
-    for lo in range(0, n, batch_size):
-        hb = torch.from_numpy(h[lo : lo + batch_size])
-        rb = torch.from_numpy(r[lo : lo + batch_size])
-        # g.R = sum_c r_c (h^T R_c): one (B, D) x (D, K*k) product instead of forming g
-        hr = (hb @ proj_flat).reshape(len(hb), k, projected_dims)
-        out[lo : lo + batch_size] = torch.einsum("bc,bck->bk", rb, hr).numpy()
-    return out
-
-
 # -- all layers ------------------------------------------------------------------------------
 _SUPPORTED = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -223,7 +170,7 @@ class CountSketch:
         out.index_add_(1, hashed[0], block * hashed[1])
 
 
-class _LayerStats:
+class _LayerAccumulator:
     """Squared L2 and L1 norms ``(B,)`` of one layer's per-sample gradient, fed block by block;
     blocks also go into the shared sketch when there is one."""
 
@@ -248,7 +195,7 @@ class _LayerStats:
             self.sketch.add(self.sketch_out[lo:hi], f"{self.name}.{part}", block)
 
 
-def _weight_grads(a: torch.Tensor, b: torch.Tensor, stats: _LayerStats, lo: int = 0) -> None:
+def _weight_grads(a: torch.Tensor, b: torch.Tensor, stats: _LayerAccumulator, lo: int = 0) -> None:
     """Feed the per-sample gradients ``sum_t b_t a_t^T`` of ``a (B, G, T, din)``, ``b (B, G, T, dout)``
     (G groups; samples ``lo .. lo + B`` of the batch) into ``stats``, by the cheapest exact route."""
     bsz, groups, t, din = a.shape
@@ -270,8 +217,8 @@ def _weight_grads(a: torch.Tensor, b: torch.Tensor, stats: _LayerStats, lo: int 
         stats.add("weight", g.flatten(1), lo + s)
 
 
-def _layer_stats(
-    module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weight: bool, bias: bool, stats: _LayerStats
+def _feed_layer(
+    module: nn.Module, x: torch.Tensor, gout: torch.Tensor, *, weight: bool, bias: bool, stats: _LayerAccumulator
 ) -> None:
     """One layer's per-sample gradient over its trainable parameters (``weight`` and/or ``bias``):
     ``x`` is the layer's input, ``gout`` its output's gradient."""
@@ -341,7 +288,7 @@ def all_layer_norms(
     # Per batch: each layer's stats, filled by its gradient hook DURING the backward pass, so a
     # layer's output gradient is used and dropped at once (holding every layer's until the end
     # would double the pass's memory).
-    done: dict[str, _LayerStats] = {}
+    done: dict[str, _LayerAccumulator] = {}
     seen: set[str] = set()
 
     def make_hook(name: str, weight: bool, bias: bool):
@@ -353,7 +300,7 @@ def all_layer_norms(
 
             def grad_hook(g):
                 with torch.no_grad():
-                    stats = _LayerStats(
+                    stats = _LayerAccumulator(
                         name,
                         len(a),
                         a.device,
@@ -361,7 +308,7 @@ def all_layer_norms(
                         sketch=sketch,
                         sketch_out=torch.zeros(len(a), sketch_dims, device=a.device) if sketch else None,
                     )
-                    _layer_stats(module, a, g.detach(), weight=weight, bias=bias, stats=stats)
+                    _feed_layer(module, a, g.detach(), weight=weight, bias=bias, stats=stats)
                 done[name] = stats
 
             output.register_hook(grad_hook)
@@ -448,7 +395,8 @@ def gradient_stats(
             device=device,
             progress=progress,
         )
-    raise OgaError(f"unknown scope '{scope}': use {' or '.join(SCOPES)}")
+    options.check_choice(scope, options.SCOPES, "scope")
+    raise AssertionError(f"scope {scope} is listed in options.SCOPES but not computed here")
 
 
 # -- references ------------------------------------------------------------------------------

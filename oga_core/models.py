@@ -10,7 +10,6 @@ Both oga's own checkpoints and plain torchvision state dicts (``conv1.*``, ``fc.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 from collections.abc import Callable, Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from oga_core import options
 from oga_core.errors import ModelError
 
 
@@ -105,14 +105,10 @@ MODELS: dict[str, Callable[[int, int], tuple[nn.Module, int]]] = {
     "resnet18_imagenet": _torchvision_resnet("resnet18", small_inputs=False),
     "resnet50_imagenet": _torchvision_resnet("resnet50", small_inputs=False),
 }
-MODEL_HELP = {
-    "small_cnn": "3 conv layers, ~0.1 M parameters; seconds per epoch on the demos (CPU)",
-    "resnet18": "torchvision ResNet-18 with a 3x3 stem for small (32 px) images",
-    "resnet34": "torchvision ResNet-34 with a 3x3 stem for small images (the paper's CIFAR model)",
-    "resnet50": "torchvision ResNet-50 with a 3x3 stem for small images",
-    "resnet18_imagenet": "torchvision ResNet-18 as published (7x7 stem); loads torchvision checkpoints",
-    "resnet50_imagenet": "torchvision ResNet-50 as published (7x7 stem); loads torchvision checkpoints",
-}
+if set(MODELS) != set(options.names(options.MODELS)):  # names and help live in options.py
+    raise AssertionError(
+        f"models.MODELS and options.MODELS disagree: {sorted(set(MODELS) ^ set(options.names(options.MODELS)))}"
+    )
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: int, seed: int = 0) -> Classifier:
@@ -132,15 +128,6 @@ def _disable_inplace(model: nn.Module) -> None:
     for module in model.modules():
         if hasattr(module, "inplace"):
             module.inplace = False
-
-
-def file_digest(path: Path) -> str:
-    """Content hash of a file (for cache keys): same bytes, same key."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

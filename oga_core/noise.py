@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oga_core import options
 from oga_core.errors import OgaError
-
-NOISE_KINDS = ("symmetric", "pair")
 
 
 @dataclass(frozen=True)
@@ -26,14 +25,18 @@ class NoisyLabels:
     noisy: np.ndarray
 
 
+def check_noise(rate: float, kind: str) -> None:
+    """OgaError unless ``rate`` is in [0, 1) and ``kind`` is one of ``options.NOISE_KINDS``."""
+    if not 0.0 <= rate < 1.0:
+        raise OgaError(f"noise rate must be in [0, 1), got {rate}")
+    options.check_choice(kind, options.NOISE_KINDS, "noise kind")
+
+
 def flip_labels(
     labels: np.ndarray, num_classes: int, *, rate: float, kind: str = "symmetric", seed: int = 0
 ) -> NoisyLabels:
     """Flip exactly ``round(rate * len(labels))`` labels; the rest are untouched."""
-    if not 0.0 <= rate < 1.0:
-        raise OgaError(f"noise rate must be in [0, 1), got {rate}")
-    if kind not in NOISE_KINDS:
-        raise OgaError(f"unknown noise kind '{kind}': choose {' or '.join(NOISE_KINDS)}")
+    check_noise(rate, kind)
     if num_classes < 2:
         raise OgaError("label noise needs at least 2 classes")
     clean = np.asarray(labels, dtype=np.int64)

@@ -1,12 +1,16 @@
 """The on-disk cache of analysis steps, and where oga keeps its files.
 
-Layout under the app home (``$OGA_HOME``, default ``~/.oga``)::
+Layout under the app home (``$OGA_HOME``, default ``~/.oga``; docs/architecture.md, "Files")::
 
     cache/<step>/<key>/...       one folder per computed step; key = hash of all its inputs
     workspaces/<data id>/        per data set: decisions.sqlite, the latest analysis
+    uploads/                     archives and checkpoints uploaded in the app
 
-An entry is written into a temporary folder and renamed into place, so a crash mid-write leaves
-no half entry: a later run either finds the whole result or recomputes it.
+An entry is written into a temporary folder, every file synced to disk, and the folder renamed
+into place with a ``.complete`` marker, so a crash mid-write leaves no half entry. An entry that
+is complete but cannot be read (a truncated file, a disk error) is dropped and recomputed by
+:meth:`Cache.load`, with a one-line notice: the cache heals itself, and nothing in it is ever
+the only copy of a person's work.
 """
 
 from __future__ import annotations
@@ -16,11 +20,17 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+from oga_core.files import atomic_write_text, fsync_path
+from oga_core.progress import LOG
+
+T = TypeVar("T")
 
 
 def oga_home() -> Path:
@@ -35,10 +45,12 @@ def cache_key(**parts: object) -> str:
 
 
 class Cache:
-    """Step results keyed by content hash: ``get`` returns a folder, ``entry`` writes one."""
+    """Step results keyed by content hash: ``load`` reads one (or says it is missing), ``entry``
+    writes one."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, notice: Callable[[str], None] | None = None) -> None:
         self.root = Path(root) if root is not None else oga_home() / "cache"
+        self.notice = notice or LOG.warning
 
     def path(self, step: str, key: str) -> Path:
         return self.root / step / key
@@ -48,6 +60,24 @@ class Cache:
         path = self.path(step, key)
         return path if (path / ".complete").is_file() else None
 
+    def load(self, step: str, key: str, reader: Callable[[Path], T]) -> T | None:
+        """``reader(folder)`` of the complete entry, or None when there is none or it cannot be
+        read; an unreadable entry is removed (with a notice) so that the step is recomputed."""
+        folder = self.get(step, key)
+        if folder is None:
+            return None
+        try:
+            return reader(folder)
+        except Exception as exc:  # any failure to read a cache entry means: compute it again
+            self.drop(step, key)
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            self.notice(f"the cached {step} result was unreadable ({type(exc).__name__}: {first}); recomputing it")
+            return None
+
+    def drop(self, step: str, key: str) -> None:
+        """Remove one entry (oga's own file: safe to delete)."""
+        shutil.rmtree(self.path(step, key), ignore_errors=True)
+
     @contextmanager
     def entry(self, step: str, key: str) -> Iterator[Path]:
         """Yield a fresh folder to fill; it becomes the entry only if the block ends cleanly."""
@@ -56,7 +86,11 @@ class Cache:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
         try:
             yield tmp
+            for path in tmp.rglob("*"):
+                if path.is_file():
+                    fsync_path(path)
             (tmp / ".complete").touch()
+            fsync_path(tmp)
             if final.exists():  # an incomplete leftover, or a racing writer's equal result
                 shutil.rmtree(final, ignore_errors=True)
             try:
@@ -64,12 +98,31 @@ class Cache:
             except OSError:
                 if not (final / ".complete").is_file():
                     raise
+            fsync_path(final.parent)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+    def info(self) -> dict[str, dict[str, int]]:
+        """``{step: {"entries": n, "bytes": size}}`` of everything in the cache."""
+        out: dict[str, dict[str, int]] = {}
+        if not self.root.is_dir():
+            return out
+        for step in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            entries = [e for e in step.iterdir() if e.is_dir() and not e.name.startswith(".")]
+            size = sum(f.stat().st_size for e in entries for f in e.rglob("*") if f.is_file() and not f.is_symlink())
+            out[step.name] = {"entries": len(entries), "bytes": size}
+        return out
+
+    def clear(self, steps: list[str] | None = None) -> dict[str, int]:
+        """Remove every entry of ``steps`` (all steps if None); returns bytes freed per step.
+        Only the cache folder is touched: decisions live in the workspaces and stay."""
+        freed = {}
+        for step, info in self.info().items():
+            if steps is None or step in steps:
+                shutil.rmtree(self.root / step, ignore_errors=True)
+                freed[step] = info["bytes"]
+        return freed
 
 
 def save_arrays(folder: Path, **arrays: np.ndarray | None) -> None:
@@ -80,6 +133,8 @@ def save_arrays(folder: Path, **arrays: np.ndarray | None) -> None:
 
 
 def load_array(folder: Path, name: str, *, mmap: bool = False) -> np.ndarray | None:
+    """``folder/<name>.npy``, None if absent; ``mmap`` maps it instead of reading it (for arrays
+    larger than memory)."""
     path = folder / f"{name}.npy"
     if not path.is_file():
         return None
@@ -87,15 +142,12 @@ def load_array(folder: Path, name: str, *, mmap: bool = False) -> np.ndarray | N
 
 
 def write_json(path: Path, obj: object) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    """Write JSON atomically (temp file, fsync, rename)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default))
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _json_default(obj: object) -> object:

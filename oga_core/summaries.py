@@ -10,16 +10,13 @@ these stay testable without a browser.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from oga_core.data import LabeledImages
-from oga_core.decisions import DecisionStore
 from oga_core.detectors import SCORE_COLUMNS
 
 UNDECIDED = "undecided"
@@ -243,35 +240,3 @@ def thumbnail_png(dataset: LabeledImages, index: int, *, side: int = THUMBNAIL_S
     buf = io.BytesIO()
     thumbnail(dataset, index, side=side).save(buf, format="PNG")
     return buf.getvalue()
-
-
-# -- earlier work ----------------------------------------------------------------------------
-def recent_workspaces(home: Path, *, limit: int = 8) -> list[dict]:
-    """Data sets analysed under app home ``home``, most recent first.
-
-    Each: data_id, data (the source spec), config (the last analysis' settings, a dict that
-    ``AnalysisConfig(**config)`` accepts), num_samples, analysed_at (epoch s) and decisions
-    (counts per action). Workspaces without a readable ``latest_run.json`` are skipped.
-    """
-    found = []
-    for run_file in Path(home, "workspaces").glob("*/latest_run.json"):
-        try:
-            run = json.loads(run_file.read_text())
-            config = dict(run["config"])
-            when = run_file.stat().st_mtime
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        db = run_file.parent / "decisions.sqlite"
-        counts = DecisionStore(db).counts() if db.is_file() else {}
-        found.append(
-            {
-                "data_id": run_file.parent.name,
-                "data": config.get("data", "?"),
-                "config": config,
-                "num_samples": int(run.get("num_samples", 0)),
-                "analysed_at": when,
-                "decisions": counts,
-            }
-        )
-    found.sort(key=lambda w: -w["analysed_at"])
-    return found[:limit]

@@ -12,18 +12,22 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
 from oga_core.data import LabeledImages, safe_relative_path
 from oga_core.errors import DataError, OgaError
 from oga_core.export import EXPORT_MARKER, export_image_folder
+from oga_core.files import atomic_copy_stream, stream_digest
+from oga_core.store import oga_home
 
 MAX_UNPACKED_BYTES = 8 << 30
 _SKIPPED_PARTS = ("__MACOSX",)
@@ -101,6 +105,21 @@ def extract_image_archive(data: bytes, parent: Path, *, max_bytes: int = MAX_UNP
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)
     return data_root(dest)
+
+
+def save_upload(data: BinaryIO, name: str, parent: Path | None = None) -> Path:
+    """Keep an uploaded file (a readable binary stream, e.g. Streamlit's UploadedFile) under
+    ``parent`` (default ``$OGA_HOME/uploads``), named by its content hash, and return the path.
+    The stream is hashed and copied in chunks, never held whole in memory."""
+    parent = Path(parent) if parent is not None else oga_home() / "uploads"
+    data.seek(0)
+    digest = stream_digest(data, digest_size=8)
+    data.seek(0)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name).lstrip(".") or "upload"
+    path = parent / f"{digest}-{safe}"
+    if not path.is_file():
+        atomic_copy_stream(data, path)
+    return path
 
 
 def zip_folder(folder: Path, zip_path: Path) -> Path:

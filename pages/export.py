@@ -14,7 +14,9 @@ from oga_app import ui
 from oga_core.export import (
     check_manifest_path,
     cleaned_manifest,
+    default_export_dir,
     export_image_folder,
+    export_slug,
     manifest_csv_bytes,
     safe_csv_frame,
     write_manifest,
@@ -33,7 +35,7 @@ with ui.guard(setup_link=True):
     store = ui.store_for(analysis)
     decisions = store.table()
     counts = store.counts()
-    slug = ui.export_slug(analysis)
+    slug = export_slug(analysis.config.data, analysis.data_id)
 
     c = st.columns(4)
     c[0].metric("Kept", counts["keep"])
@@ -75,7 +77,7 @@ with ui.guard(setup_link=True):
     )
     csv_path = row[1].text_input(
         "… or write it to",
-        str(ui.export_dir(analysis) / "cleaned.csv"),
+        str(default_export_dir(analysis.config.data, analysis.data_id) / "cleaned.csv"),
         key="export_csv_path",
         persist_state=SESSION,
     )
@@ -97,7 +99,10 @@ with ui.guard(setup_link=True):
     )
     row = st.columns([4, 1, 1], vertical_alignment="bottom")
     dest = row[0].text_input(
-        "Destination folder", str(ui.export_dir(analysis) / "images"), key="export_folder", persist_state=SESSION
+        "Destination folder",
+        str(default_export_dir(analysis.config.data, analysis.data_id) / "images"),
+        key="export_folder",
+        persist_state=SESSION,
     )
     overwrite = row[1].checkbox(
         "Overwrite",

@@ -60,7 +60,7 @@ def make_images():
 
 @pytest.fixture(scope="session")
 def digits_config(_isolated_home):
-    from oga_core.pipeline import AnalysisConfig
+    from oga_core.config import AnalysisConfig
 
     return AnalysisConfig(data="demo:digits", noise=DIGITS_NOISE, seed=DIGITS_SEED)
 

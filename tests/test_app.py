@@ -25,9 +25,9 @@ from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
 from oga_app import ui
-from oga_core.decisions import DecisionStore
 from oga_core.pipeline import analyze
 from oga_core.store import oga_home
+from oga_core.workspace import Workspace
 
 from helpers import APP, TIMEOUT, assert_clean, open_app, open_page
 
@@ -49,7 +49,7 @@ def preview_ids(at: AppTest) -> list[str]:
 
 
 def decisions(analysis) -> pd.DataFrame:
-    return DecisionStore.for_data(analysis.data_id).table().set_index("sample_id")
+    return Workspace(analysis.data_id).decisions().table().set_index("sample_id")
 
 
 # -- Set-up ----------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_explore_draws_histogram_and_confusion_of_flagged(home, demo):
 # -- Export ----------------------------------------------------------------------------------
 def _decide_three(demo) -> tuple[str, str, str]:
     ids = _flagged_ids(demo)
-    store = DecisionStore.for_data(demo.data_id)
+    store = Workspace(demo.data_id).decisions()
     labels = demo.scores.set_index("sample_id")["label"]
     store.decide(ids[0], "drop", original_label=int(labels[ids[0]]))
     store.decide(ids[1], "relabel", original_label=int(labels[ids[1]]), label=(int(labels[ids[1]]) + 1) % 10)
@@ -393,7 +393,7 @@ def test_evaluate_scores_every_detector_and_the_persons_calls(home, demo):
     clean_labels = demo.scores.set_index("sample_id")["clean_label"]
     flipped = noisy[noisy].index[:3]
     clean = noisy[~noisy].index[0]
-    store = DecisionStore.for_data(demo.data_id)
+    store = Workspace(demo.data_id).decisions()
     store.decide(flipped[0], "drop", original_label=int(labels[flipped[0]]))
     store.decide(flipped[1], "relabel", original_label=int(labels[flipped[1]]), label=int(clean_labels[flipped[1]]))
     store.decide(clean, "drop", original_label=int(labels[clean]))
@@ -505,11 +505,12 @@ def card_ids_focus(at: AppTest) -> str:
 
 def test_reopen_recent_work_reattaches_its_decisions(home, demo, tmp_path):
     folder = _image_folder(tmp_path / "imgs", {"cat": 5, "dog": 5})
-    from oga_core.pipeline import AnalysisConfig
+    from oga_core.config import AnalysisConfig
 
     other = analyze(AnalysisConfig(data=f"folder:{folder}", epochs=1))
+    other.workspace.record(other)  # as the CLI and the app do after an analysis
     first = other.scores.sort_values("score", ascending=False)["sample_id"].iloc[0]
-    DecisionStore.for_data(other.data_id).decide(first, "drop", original_label=0)
+    Workspace(other.data_id).decisions().decide(first, "drop", original_label=0)
     at = open_app()
     (expander,) = [e for e in at.expander if "Recent work" in e.label]
     assert ui.escape_md(f"folder:{folder}") in expander.markdown[0].value and "1 decided" in expander.markdown[0].value

@@ -16,11 +16,10 @@ from PIL import Image
 
 from oga_app import ui
 from oga_core import summaries
+from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages
-from oga_core.decisions import DecisionStore
 from oga_core.errors import DataError, OgaError
 from oga_core.evaluate import precision_recall_at_k
-from oga_core.pipeline import AnalysisConfig
 from oga_core.uploads import export_image_zip, extract_image_archive, zip_folder
 
 CLASSES = ["cat", "dog", "fox"]
@@ -202,23 +201,6 @@ def test_thumbnails_enlarge_small_images_sharply_and_shrink_large_ones(tmp_path)
         summaries.thumbnail(files, 1)
 
 
-def test_recent_workspaces_lists_earlier_analyses_with_their_decisions(tmp_path):
-    import json
-
-    for i, data in enumerate(["demo:digits", "folder:/x"]):
-        ws = tmp_path / "workspaces" / f"id{i}"
-        ws.mkdir(parents=True)
-        (ws / "latest_run.json").write_text(json.dumps({"config": {"data": data, "noise": 0.1}, "num_samples": 10 + i}))
-        time.sleep(0.01)
-    DecisionStore(tmp_path / "workspaces" / "id0" / "decisions.sqlite").decide("a", "drop", original_label=0)
-    (tmp_path / "workspaces" / "broken").mkdir()
-    (tmp_path / "workspaces" / "broken" / "latest_run.json").write_text("{not json")
-    found = summaries.recent_workspaces(tmp_path)
-    assert [w["data"] for w in found] == ["folder:/x", "demo:digits"]
-    assert found[1]["decisions"]["drop"] == 1 and found[0]["decisions"] == {}
-    assert found[1]["config"] == {"data": "demo:digits", "noise": 0.1} and found[0]["num_samples"] == 11
-
-
 # -- uploads ---------------------------------------------------------------------------------
 def zip_bytes(entries: dict[str, bytes], *, links: dict[str, str] | None = None) -> bytes:
     buf = io.BytesIO()
@@ -340,8 +322,7 @@ def test_registry_runs_one_job_per_config_and_keeps_it_past_a_stopped_page(monke
 
     monkeypatch.setattr(ui, "analyze", fake_analyze)
     recorded = []
-    monkeypatch.setattr(ui, "record_latest", recorded.append)
-    registry = ui.AnalysisRegistry()
+    registry = ui.AnalysisRegistry(record=recorded.append)
     config = AnalysisConfig(data="demo:digits")
     seen: list[tuple[str, int, int]] = []
     results = []
@@ -364,7 +345,7 @@ def test_registry_runs_one_job_per_config_and_keeps_it_past_a_stopped_page(monke
     waiter.join(5)
     assert len(calls) == 1
     assert results[0].config.detector == "loss"  # ranked as the second caller asked
-    assert recorded == [results[0]]  # the re-ranked scores became the workspace's latest
+    assert recorded[1:] == [results[0]]  # the finished job, then its re-ranked scores, became the latest
     assert ("train", 2, 2) in seen
     assert registry.peek(config) is not None and not registry.running(config)
 
@@ -379,7 +360,7 @@ def test_registry_hands_errors_to_waiters_and_retries_afterwards(monkeypatch):
         return FakeAnalysis(config)
 
     monkeypatch.setattr(ui, "analyze", fake_analyze)
-    registry = ui.AnalysisRegistry()
+    registry = ui.AnalysisRegistry(record=lambda analysis: None)
     config = AnalysisConfig(data="folder:/nope")
     with pytest.raises(OgaError, match="no such folder"):
         registry.get(config)

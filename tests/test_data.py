@@ -165,8 +165,10 @@ def test_csv_structure_errors(tmp_path, make_images):
     with pytest.raises(DataError, match="does not exist"):
         load_source(f"csv:{tmp_path / 'nope.csv'}")
     m = _manifest(tmp_path, [("imgs/x/x_0.png", "a"), ("imgs/x/gone.png", "b")])
-    with pytest.raises(DataError, match="gone.png"):
-        load_source(f"csv:{m}").fingerprint()
+    missing = load_source(f"csv:{m}")
+    assert missing.decode().unreadable == {1: "file not found"}  # named when decoding, skippable
+    present = _manifest(tmp_path, [("imgs/x/x_0.png", "a"), ("imgs/x/x_1.png", "b")])
+    assert missing.fingerprint() != load_source(f"csv:{present}").fingerprint()
 
 
 def test_safe_relative_path():

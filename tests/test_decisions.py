@@ -124,8 +124,8 @@ def test_reopened_store_sees_every_decision(store):
 def test_decisions_reattach_across_analyses_of_the_same_data(digits_analysis):
     from oga_core.pipeline import analyze
 
-    store = DecisionStore.for_data(digits_analysis.data_id)
-    assert store.path == digits_analysis.workspace / "decisions.sqlite"
+    store = digits_analysis.workspace.decisions()
+    assert store.path == digits_analysis.workspace.folder / "decisions.sqlite"
     first = digits_analysis.scores.iloc[0]
     store.decide(
         first["sample_id"], "relabel", original_label=int(first["label"]), label=(int(first["label"]) + 1) % 10
@@ -135,7 +135,7 @@ def test_decisions_reattach_across_analyses_of_the_same_data(digits_analysis):
         dataclasses.replace(digits_analysis.config, epochs=1, batch_size=256, scope="last", detector="loss", budget=0.1)
     )
     assert other.data_id == digits_analysis.data_id and other.keys["model"] != digits_analysis.keys["model"]
-    reopened = DecisionStore.for_data(other.data_id)
+    reopened = other.workspace.decisions()
     assert reopened.get(first["sample_id"])["action"] == "relabel"
     # other noise is other data: its own, empty store
     noisier = dataclasses.replace(digits_analysis.config, noise=0.3, epochs=0)

@@ -12,7 +12,7 @@ from oga_core.detectors import (
     DETECTORS,
     SCORE_COLUMNS,
     GradientIsolationForest,
-    baseline_scores,
+    ScoreInputs,
     detector_column,
     flag_top,
     iforest_input,
@@ -21,7 +21,15 @@ from oga_core.detectors import (
     score_columns,
 )
 from oga_core.errors import OgaError
-from oga_core.gradients import GradientStats, last_layer_gradients, last_layer_norms
+from oga_core.gradients import GradientStats
+from oga_core.lastlayer import last_layer_gradients, last_layer_norms
+
+
+def baseline_scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The baseline detectors' scores of ``logits`` for the given ``labels``."""
+    n = len(labels)
+    stats = GradientStats("last", np.zeros((n, 1)), logits, np.zeros(n), np.zeros(n))
+    return {name: DETECTORS[name].score(ScoreInputs(stats, labels)) for name in ("loss", "el2n", "margin")}
 
 
 @pytest.mark.parametrize(
@@ -120,3 +128,17 @@ def test_detector_columns():
     assert [detector_column(d) for d in DETECTORS] == ["oga_l1", "oga_l2", "oga_iforest", "loss", "el2n", "margin"]
     with pytest.raises(OgaError, match="unknown detector 'l3'"):
         detector_column("l3")
+
+
+def test_every_detector_is_declared_once_with_a_label_and_help():
+    columns = [d.column for d in DETECTORS.values()]
+    assert len(set(columns)) == len(columns) and tuple(columns) == SCORE_COLUMNS
+    for name, d in DETECTORS.items():
+        assert d.name == name and d.label and d.help and d.family in ("oga", "baseline")
+
+
+def test_a_nan_score_is_refused():
+    stats, labels = _stats()
+    stats.l2[3] = np.nan
+    with pytest.raises(OgaError, match="oga_l2 is not finite for 1 of 120"):
+        score_columns(stats, labels)

@@ -8,7 +8,8 @@ import torchvision
 from torch import nn
 
 from oga_core.errors import ModelError
-from oga_core.models import MODELS, Classifier, build_model, file_digest, load_checkpoint, read_state_dict
+from oga_core.files import file_digest
+from oga_core.models import MODELS, Classifier, build_model, load_checkpoint, read_state_dict
 
 FEATURE_DIMS = {
     "small_cnn": 128,

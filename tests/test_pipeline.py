@@ -10,12 +10,15 @@ import pytest
 import torch
 from pandas.testing import assert_frame_equal
 
+from oga_core.config import AnalysisConfig
 from oga_core.data import load_source
 from oga_core.detectors import SCORE_COLUMNS, rank_within_class
 from oga_core.errors import DataError, OgaError
 from oga_core.noise import flip_labels
-from oga_core.pipeline import STAGES, AnalysisConfig, analyze, load_data
+from oga_core.options import STAGES, names
+from oga_core.pipeline import analyze, load_data
 from oga_core.store import Cache, read_json
+from oga_core.workspace import Workspace
 
 ALL_CACHED = ["decode", "train", "gradients", "scores"]
 
@@ -52,7 +55,7 @@ def test_the_digits_analysis(digits_analysis):
         assert np.isfinite(s[col]).all(), col
 
     run = a.run
-    assert set(STAGES) | {"total"} == set(run["timings"]) and all(t >= 0 for t in run["timings"].values())
+    assert set(names(STAGES)) | {"total"} == set(run["timings"]) and all(t >= 0 for t in run["timings"].values())
     assert run["data_fingerprint"] == clean.fingerprint() != run["data_id"] == a.data_id
     assert run["num_samples"] == n and run["num_classes"] == 10 and run["device"] == "cpu"
     assert run["epochs"] == 12 and len(run["train_history"]) == 12
@@ -70,7 +73,7 @@ def test_second_identical_analyze_reuses_every_step(digits_analysis):
     again = analyze(digits_analysis.config, progress=lambda stage, done, total: stages.append(stage))
     assert again.run["cache_hits"] == ALL_CACHED
     assert model_file.stat().st_mtime_ns == stamp  # the trained model was not written again
-    assert set(stages) == set(STAGES)
+    assert set(stages) == set(names(STAGES))
     assert_frame_equal(again.scores, digits_analysis.scores)
     np.testing.assert_array_equal(again.stats.features, digits_analysis.stats.features)
     assert again.keys == digits_analysis.keys and again.data_id == digits_analysis.data_id
@@ -143,12 +146,16 @@ def test_scoring_a_saved_checkpoint_reproduces_the_analysis(digits_analysis):
     assert (scored.scores["flagged"] == digits_analysis.scores["flagged"]).all()
 
 
-def test_workspace_records_the_latest_analysis(digits_analysis):
-    analyze(digits_analysis.config)
+def test_analyze_records_nothing_until_asked(digits_analysis):
     ws = digits_analysis.workspace
-    assert_frame_equal(pd.read_parquet(ws / "latest_scores.parquet"), digits_analysis.scores)
-    assert read_json(ws / "latest_run.json")["data_id"] == digits_analysis.data_id
-    assert read_json(ws / "source.json") == {
+    for name in ("latest_scores.parquet", "latest_run.json", "source.json"):
+        (ws.folder / name).unlink(missing_ok=True)
+    again = analyze(digits_analysis.config)
+    assert not (ws.folder / "latest_run.json").exists()  # an analysis returns results; callers record them
+    ws.record(again)
+    assert_frame_equal(pd.read_parquet(ws.folder / "latest_scores.parquet"), digits_analysis.scores)
+    assert read_json(ws.folder / "latest_run.json")["data_id"] == digits_analysis.data_id
+    assert read_json(ws.folder / "source.json") == {
         "data": "demo:digits",
         "data_id": digits_analysis.data_id,
         "classes": [str(k) for k in range(10)],
@@ -229,7 +236,6 @@ def test_resolved_epochs():
 def test_decisions_follow_the_data_when_a_file_is_added(tmp_path, make_images, capsys):
     """One more image changes the data id; the person's decisions must not be left behind."""
     from oga_core.cli import main
-    from oga_core.decisions import DecisionStore
 
     root = make_images(tmp_path / "src", {"cat": 3, "dog": 3})
     data = ["--data", f"folder:{root}"]
@@ -245,5 +251,5 @@ def test_decisions_follow_the_data_when_a_file_is_added(tmp_path, make_images, c
     assert "undid the last decision on dog/dog_0.png" in out  # the carry-over is one undo step
     after = load_data(AnalysisConfig(data=f"folder:{root}"), Cache()).data_id
     assert after != before
-    assert DecisionStore.for_data(after).table().empty
-    assert len(DecisionStore.for_data(before).table()) == 2  # the earlier workspace is untouched
+    assert Workspace(after).decisions().table().empty
+    assert len(Workspace(before).decisions().table()) == 2  # the earlier workspace is untouched

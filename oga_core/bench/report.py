@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from oga_core.bench import quality as q
-from oga_core.detectors import DEFAULT_DETECTOR, detector_column
+from oga_core.detectors import detector_column
+from oga_core.options import DEFAULT_DETECTOR
 
 LAST_LAYER_GOAL = 1.3  # last-layer scoring time / one inference pass, at most (the goal)
 README_START = "<!-- oga-bench:start -->"

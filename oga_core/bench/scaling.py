@@ -72,21 +72,10 @@ def measure_size(n: int, settings: ScalingSettings, device: torch.device, work: 
     home = work / f"home{n}"
     env = {**os.environ, "OGA_HOME": str(home), "OGA_THREADS": str(torch.get_num_threads())}
     out_dir = work / f"out{n}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "oga_core.bench.scaling",
-        "analyze",
-        "--data",
-        f"torchvision:MNIST:{root}",
-        "--out",
-        str(out_dir),
-        "--epochs",
-        str(settings.epochs),
-        "--device",
-        device.type,
-        "--quiet",
-    ]
+    spec = json.dumps(
+        {"data": f"torchvision:MNIST:{root}", "epochs": settings.epochs, "device": device.type, "out": str(out_dir)}
+    )
+    cmd = [sys.executable, "-m", "oga_core.bench.scaling", "analyze", spec]
     status, wall = _run_child(cmd, env, work / f"analyze{n}.log")
     if status != 0:
         return {"n": n, "error": f"oga analyze exited {status}: {_tail(work / f'analyze{n}.log')}"}
@@ -118,8 +107,9 @@ def _umap_main(spec_text: str) -> None:
     import numpy as np
 
     from oga_core.bench.common import peak_memory
+    from oga_core.config import AnalysisConfig
     from oga_core.embedding import embed_2d
-    from oga_core.pipeline import AnalysisConfig, analyze
+    from oga_core.pipeline import analyze
 
     threads = os.environ.get("OGA_THREADS")
     if threads:
@@ -149,24 +139,32 @@ def run_scaling(settings: ScalingSettings, device: torch.device) -> dict[str, An
     return part
 
 
-def _analyze_main(cli_args: list[str]) -> int:
-    """Child: exactly ``oga analyze CLI_ARGS``, then this process's peak RSS as a JSON line."""
+def _analyze_main(spec_text: str) -> int:
+    """Child: what ``oga analyze`` does (analyze, record, write results), then this process's peak
+    RSS as a JSON line."""
     from oga_core.bench.common import peak_rss_mib
-    from oga_core.cli import main
+    from oga_core.config import AnalysisConfig
+    from oga_core.pipeline import analyze, write_results
 
-    status = main(["analyze", *cli_args])
+    threads = os.environ.get("OGA_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    spec = json.loads(spec_text)
+    analysis = analyze(AnalysisConfig(data=spec["data"], epochs=spec["epochs"], device=spec["device"]))
+    analysis.workspace.record(analysis)
+    write_results(analysis, Path(spec["out"]))
     print(json.dumps({"peak_rss_mib": peak_rss_mib()}), flush=True)
-    return status
+    return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "umap":
         _umap_main(sys.argv[2])
-    elif len(sys.argv) >= 2 and sys.argv[1] == "analyze":
-        raise SystemExit(_analyze_main(sys.argv[2:]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "analyze":
+        raise SystemExit(_analyze_main(sys.argv[2]))
     else:
         print(
-            "usage: python -m oga_core.bench.scaling (umap SPEC_JSON | analyze OGA_ANALYZE_ARGS...): internal children",
+            "usage: python -m oga_core.bench.scaling (umap | analyze) SPEC_JSON: internal children",
             file=sys.stderr,
         )
         raise SystemExit(2)

