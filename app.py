@@ -26,6 +26,7 @@ from oga_core.workspace import Workspace
 
 st.set_page_config(page_title="oga · find the samples that hurt your model", page_icon="🧹", layout="wide")
 ui.configure_threads()
+ui.clean_old_uploads()
 
 SOURCES = {
     "demo": "Demo data set",
@@ -139,7 +140,7 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
             help="Unpacked once under the app home; the cleaned copy can be downloaded as a .zip on Export.",
         )
         if archive is not None:
-            root = extract_image_archive(archive.getvalue(), oga_home() / "uploads")
+            root = extract_image_archive(archive, oga_home() / "uploads")
             st.caption(f"Unpacked to {root}")
             path = str(root)
         spec = f"folder:{path.strip()}"

@@ -65,7 +65,6 @@ class StreamlitServer:
             "--server.address=127.0.0.1",
             f"--server.port={self.port}",
             "--browser.gatherUsageStats=false",
-            "--server.fileWatcherType=none",
         ]
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor

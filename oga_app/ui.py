@@ -35,12 +35,13 @@ import streamlit as st
 
 from oga_core import summaries
 from oga_core.config import AnalysisConfig
-from oga_core.decisions import Decision, DecisionStore
+from oga_core.decisions import DamagedDecisions, Decision, DecisionStore, recover
 from oga_core.detectors import DETECTORS
 from oga_core.errors import OgaError
 from oga_core.options import STAGES, names
 from oga_core.pipeline import Analysis, analyze
 from oga_core.store import oga_home
+from oga_core.uploads import clean_uploads
 
 _LOG = logging.getLogger("oga.app")
 
@@ -245,6 +246,12 @@ class AnalysisRegistry:
             while len(self._ranked) > 16:
                 self._ranked.popitem(last=False)
         return ranked
+
+
+@st.cache_resource(show_spinner=False)
+def clean_old_uploads() -> int:
+    """Once per server process: remove uploads that no analysed data set uses (older than an hour)."""
+    return len(clean_uploads())
 
 
 @st.cache_resource(show_spinner=False)
@@ -455,6 +462,22 @@ def guard(*, setup_link: bool = False) -> Iterator[None]:
     """
     try:
         yield
+    except DamagedDecisions as exc:
+        st.error(
+            str(exc).replace(
+                "run `oga recover --data ...` with the same data settings (in the app, press Recover)", "press Recover"
+            ),
+            icon=":material/error:",
+        )
+        st.button(
+            "Recover the decisions",
+            key=f"recover-{exc.path}",
+            icon=":material/healing:",
+            on_click=_on_recover,
+            args=(str(exc.path),),
+            help="Moves the damaged file aside (it is never deleted) and rebuilds the decisions from what is "
+            "still readable and from the append-only event log.",
+        )
     except OgaError as exc:
         st.error(str(exc), icon=":material/error:")
         if setup_link and "setup" in PAGES:
@@ -466,6 +489,20 @@ def guard(*, setup_link: bool = False) -> Iterator[None]:
             "are saved. The full report is in the server's log.",
             icon=":material/bug_report:",
         )
+
+
+def _on_recover(path: str) -> None:
+    try:
+        done = recover(Path(path))
+    except OgaError as exc:
+        flash("error", str(exc))
+        return
+    _store_at.clear()
+    kept = f" The damaged file is kept as {done.aside}." if done.aside else ""
+    flash(
+        "success",
+        f"Rebuilt {done.decisions} decision(s) from {', '.join(done.sources) or 'nothing readable'}.{kept}",
+    )
 
 
 def flash(kind: str, text: str) -> None:

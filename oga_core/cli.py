@@ -4,6 +4,7 @@
     oga decide  --data SOURCE --sample ID (--keep | --drop | --relabel CLASS | --clear)
     oga undo    --data SOURCE                   revert the last decision
     oga export  --data SOURCE --out FILE.csv [--folder DIR]
+    oga recover --data SOURCE                   rebuild a damaged decisions database
     oga cache   info | clear [--step STEP]      what the cache holds; free it (decisions stay)
     oga bench   [--quick]                       detection quality and speed tables
 
@@ -116,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace --out even if it exists and is not a manifest oga wrote",
     )
+
+    r = sub.add_parser(
+        "recover",
+        help="move a damaged decisions database aside (never deleted) and rebuild it from what is still readable",
+    )
+    _add_data_args(r)
 
     c = sub.add_parser("cache", help="what oga's cache holds, and clearing it (decisions are never touched)")
     c.add_argument("action", choices=["info", "clear"])
@@ -306,6 +313,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    from oga_core.pipeline import load_data
+    from oga_core.store import Cache
+    from oga_core.workspace import Workspace
+
+    loaded = load_data(_config(args), Cache())
+    workspace = Workspace(loaded.data_id)
+    done = workspace.recover_decisions()
+    where = f"; the damaged file is kept as {done.aside}" if done.aside else ""
+    sources = ", ".join(done.sources) or "nothing readable"
+    print(f"rebuilt {done.decisions} decision(s) and {done.events} event(s) from {sources}{where}")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from oga_core.store import Cache
 
@@ -322,6 +343,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
         return 0
     freed = cache.clear(args.step)
     print(f"cleared {', '.join(freed) or 'nothing'}: {sum(freed.values()) / 2**20:.1f} MiB freed (decisions untouched)")
+    if args.step is None:
+        from oga_core.uploads import clean_uploads
+
+        removed = clean_uploads()
+        if removed:
+            print(f"removed {len(removed)} upload(s) that no analysed data set uses")
     return 0
 
 
@@ -361,10 +388,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "decide": cmd_decide,
         "undo": cmd_undo,
         "export": cmd_export,
+        "recover": cmd_recover,
         "cache": cmd_cache,
         "bench": bench.main,
     }
     try:
+        if args.command != "bench":
+            from oga_core.store import check_home  # numpy: not for `oga --help`
+
+            check_home()
         return handlers[args.command](args)
     except OgaError as exc:
         print(f"oga: error: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 
 from oga_core import options
 from oga_core.errors import ModelError, OgaError
+from oga_core.roots import check_allowed
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ class AnalysisConfig:
             raise OgaError(f"learning rate must be a positive number, got {self.lr}")
         if not 0 <= self.seed < 2**32:
             raise OgaError(f"seed must be between 0 and 2**32 - 1, got {self.seed}")
+        if self.checkpoint is not None:
+            check_allowed(self.checkpoint, "the checkpoint")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             # checked here, before any cache key: a mistyped path must not quietly score an untrained model
             raise ModelError(f"checkpoint {self.checkpoint} does not exist or is not a file")

@@ -32,6 +32,7 @@ from oga_core import options
 from oga_core.errors import DataError
 from oga_core.files import stream_digest
 from oga_core.progress import LOG, Progress
+from oga_core.roots import allowed_roots, check_allowed
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEFAULT_IMAGE_SIZE = options.DEFAULT_IMAGE_SIZE
@@ -356,7 +357,9 @@ def load_source(
 def _need_path(text: str, spec: str) -> Path:
     if not text:
         raise DataError(f"data source '{spec}' names no path")
-    return Path(os.path.expanduser(text))
+    path = Path(os.path.expanduser(text))
+    check_allowed(path, "the data")
+    return path
 
 
 def load_demo(name: str) -> LabeledImages:
@@ -425,6 +428,7 @@ def load_folder(
     labels: list[int] = []
     classes: list[str] = []
     unnamed: list[str] = []
+    confined = allowed_roots() is not None
     for class_dir in class_dirs:
         files = sorted(
             f
@@ -443,6 +447,8 @@ def load_folder(
             if not _storable(rel):
                 unnamed.append(_shown(rel))
                 continue
+            if confined:
+                check_allowed(f, f"the image {rel}, which leads to")  # a symbolic link may leave OGA_ROOTS
             paths.append(rel)
             labels.append(label)
     if unnamed:
@@ -472,6 +478,8 @@ def load_folder(
 def safe_relative_path(text: str) -> str:
     """Normalise a manifest path; DataError if it is absolute or climbs out of its folder."""
     cleaned = text.strip().replace("\\", "/")
+    if "\x00" in cleaned:
+        raise ValueError(f"path {cleaned!r} holds a NUL byte, which no file name can")
     pure = PurePosixPath(cleaned)
     if not cleaned or pure.is_absolute() or (len(cleaned) > 1 and cleaned[1] == ":"):
         raise ValueError(f"path '{text}' must be relative to the manifest's folder")
@@ -552,6 +560,8 @@ def load_csv(manifest: Path, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: 
         seen.add(rel)
         if not label:
             raise DataError(f"{manifest} line {line}: empty label")
+        if any(ord(c) < 32 or ord(c) == 127 for c in label):
+            raise DataError(f"{manifest} line {line}: label {label!r} holds a control character")
         if label in index:
             labels.append(index[label])
         elif fixed_classes is not None and label.lstrip("-").isdigit():

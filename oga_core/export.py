@@ -33,6 +33,7 @@ import pandas as pd
 from oga_core.data import LabeledImages, array_to_image, index_of, safe_relative_path
 from oga_core.errors import OgaError
 from oga_core.files import atomic_write_bytes, atomic_write_text, fsync_path, is_within
+from oga_core.roots import check_allowed
 
 MANIFEST_COLUMNS = ("sample_id", "path", "original_label", "label", "action", "score")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -137,6 +138,7 @@ def check_manifest_path(path: Path, dataset: LabeledImages, *, overwrite: bool =
     from oga_core.store import oga_home
 
     given = Path(os.path.expanduser(str(path)))
+    check_allowed(given, "the manifest")
     if given.is_symlink():
         raise OgaError(f"refusing to write {given}: it is a symbolic link, and oga never writes through one")
     resolved = given.resolve()
@@ -252,7 +254,7 @@ def check_destination(dest: Path, dataset: LabeledImages, *, overwrite: bool = F
     earlier oga export (``.oga-export.json``); even then only the files that export wrote, still
     unchanged, are replaced or removed. Anything else in the folder stays as it is.
     """
-    dest = Path(os.path.expanduser(str(dest))).resolve()
+    dest = check_allowed(Path(os.path.expanduser(str(dest))), "the export folder")
     if dest == Path(dest.anchor) or dest == Path.home().resolve():
         raise OgaError(f"refusing to export into {dest}: choose a dedicated folder")
     from oga_core.store import oga_home

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from oga_core.errors import OgaError
 from oga_core.files import atomic_write_text, fsync_path
 from oga_core.progress import LOG
 
@@ -36,6 +37,14 @@ T = TypeVar("T")
 def oga_home() -> Path:
     """``$OGA_HOME`` or ``~/.oga``."""
     return Path(os.environ.get("OGA_HOME") or Path.home() / ".oga").expanduser()
+
+
+def check_home() -> Path:
+    """The app home, if it is usable: OgaError (one line) when ``$OGA_HOME`` names a file."""
+    home = oga_home()
+    if home.exists() and not home.is_dir():
+        raise OgaError(f"oga's home {home} ($OGA_HOME) is not a folder; point OGA_HOME at a folder")
+    return home
 
 
 def cache_key(**parts: object) -> str:
@@ -82,8 +91,14 @@ class Cache:
     def entry(self, step: str, key: str) -> Iterator[Path]:
         """Yield a fresh folder to fill; it becomes the entry only if the block ends cleanly."""
         final = self.path(step, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
+        except OSError as exc:  # a read-only or full home: work on, uncached
+            self.notice(f"cannot write the cache in {self.root} ({exc.strerror or exc}); continuing without it")
+            with tempfile.TemporaryDirectory(prefix="oga-uncached-") as scratch:
+                yield Path(scratch)
+            return
         try:
             yield tmp
             for path in tmp.rglob("*"):

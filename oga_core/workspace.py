@@ -24,7 +24,7 @@ import pandas as pd
 
 from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages, index_of
-from oga_core.decisions import Decision, DecisionStore
+from oga_core.decisions import Decision, DecisionStore, Recovery, recover
 from oga_core.files import atomic_path
 from oga_core.progress import LOG
 from oga_core.store import oga_home, read_json, write_json
@@ -68,8 +68,12 @@ class Workspace:
         return self.folder / "decisions.sqlite"
 
     def decisions(self) -> DecisionStore:
-        """The decision store (created on first use)."""
+        """The decision store (created on first use); DamagedDecisions if it cannot be read."""
         return DecisionStore(self.decisions_path)
+
+    def recover_decisions(self) -> Recovery:
+        """Move a damaged decision store aside and rebuild it (see :func:`oga_core.decisions.recover`)."""
+        return recover(self.decisions_path)
 
     # -- the latest analysis -----------------------------------------------------------------
     def latest_scores(self) -> pd.DataFrame | None:
@@ -95,7 +99,13 @@ class Workspace:
         decision store is new, adopt the decisions of an earlier version of the same source.
         Returns how many decisions were carried over (0 mostly)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_json(self.folder / "source.json", {**settings, "data_id": self.data_id, "classes": dataset.classes})
+        source = {**settings, "data_id": self.data_id, "classes": dataset.classes}
+        try:
+            unchanged = read_json(self.folder / "source.json") == source
+        except (OSError, ValueError):
+            unchanged = False
+        if not unchanged:  # most commands find it as written: no write, nothing to fail
+            write_json(self.folder / "source.json", source)
         return self._adopt_earlier_decisions(settings, dataset)
 
     def record(self, analysis: Recordable) -> int:
