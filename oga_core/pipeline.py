@@ -27,9 +27,9 @@ import torch
 
 from oga_core import detectors, options
 from oga_core.config import AnalysisConfig
-from oga_core.data import LabeledImages, load_source
+from oga_core.data import LabeledImages, index_of, load_source
 from oga_core.embedding import embed_2d
-from oga_core.errors import DataError
+from oga_core.errors import DataError, OgaError
 from oga_core.files import atomic_path, file_digest
 from oga_core.gradients import GradientStats, gradient_stats
 from oga_core.lastlayer import softmax
@@ -78,6 +78,16 @@ class Analysis:
         table = score_table(self.dataset, self.stats, raw, config, self.noise)
         run = {**self.run, "config": config.to_dict(), "num_flagged": int(table["flagged"].sum())}
         return dataclasses.replace(self, config=config, scores=table, run=run)
+
+    def layer_norms(self, sample_id: str) -> pd.Series | None:
+        """The L2 norm of one sample's loss gradient in each layer (``scope="all"`` only, else
+        None), indexed by layer name in forward order: which layers the sample pulls hardest on."""
+        if self.stats.layer_l2 is None:
+            return None
+        row = index_of(self.dataset.ids).get(sample_id)
+        if row is None:
+            raise OgaError(f"no sample '{sample_id}' in {self.config.data}")
+        return pd.Series(self.stats.layer_l2[row], index=self.stats.layer_names, name=sample_id)
 
     def map_coords(
         self, *, method: str = "umap", space: str = "features", progress: Progress | None = None

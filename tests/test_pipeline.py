@@ -133,6 +133,12 @@ def test_all_layer_scope_reuses_the_trained_model(digits_analysis):
     again = analyze(config)
     assert again.run["cache_hits"] == ALL_CACHED
     assert again.stats.layer_names == full.stats.layer_names
+    per_layer = full.layer_norms(full.dataset.ids[7])
+    assert list(per_layer.index) == full.stats.layer_names
+    np.testing.assert_allclose(np.sqrt((per_layer**2).sum()), full.scores["oga_l2"].iloc[7], rtol=1e-6)
+    assert digits_analysis.layer_norms(digits_analysis.dataset.ids[7]) is None  # last layer only
+    with pytest.raises(OgaError, match="no sample 'nope'"):
+        full.layer_norms("nope")
     np.testing.assert_array_equal(again.stats.sketch, full.stats.sketch)
 
 
