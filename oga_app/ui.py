@@ -46,14 +46,7 @@ from oga_core.uploads import clean_uploads
 _LOG = logging.getLogger("oga.app")
 
 DEFAULT_CONFIG = AnalysisConfig(data="demo:digits", noise=0.1)
-DETECTOR_LABELS = {
-    "l1": "OGA L1 · gradient norm",
-    "l2": "OGA L2 · gradient norm",
-    "iforest": "OGA Isolation Forest",
-    "loss": "Loss (baseline)",
-    "el2n": "EL2N (baseline)",
-    "margin": "Margin (baseline)",
-}
+DETECTOR_LABELS = {name: d.label for name, d in DETECTORS.items()}
 STAGE_LABELS = {
     "data": "Opening the data",
     "decode": "Decoding images",

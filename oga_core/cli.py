@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--checkpoint", type=Path, help=options.CHECKPOINT_HELP)
     a.add_argument("--epochs", type=int, help=options.EPOCHS_HELP)
+    a.add_argument("--holdout", type=float, default=options.DEFAULT_HOLDOUT, help=options.HOLDOUT_HELP)
     a.add_argument("--batch-size", type=int, default=options.DEFAULT_BATCH_SIZE)
     a.add_argument("--lr", type=float, default=options.DEFAULT_LR)
     a.add_argument(
@@ -203,6 +204,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         model=args.model,
         checkpoint=str(args.checkpoint) if args.checkpoint else None,
         epochs=args.epochs,
+        holdout=args.holdout,
         batch_size=args.batch_size,
         lr=args.lr,
         scope=args.scope,
@@ -222,6 +224,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         f"{run['num_samples']} samples, {run['num_classes']} classes; train accuracy {run['train_accuracy']:.3f}; "
         f"flagged {run['num_flagged']} by {config.detector} in {t['total']:.1f} s{hits}"
     )
+    checkup = run["health"]
+    if checkup["holdout_accuracy"] is not None:
+        print(
+            f"health: {checkup['verdict']}; held-out accuracy {checkup['holdout_accuracy']:.3f} "
+            f"on {checkup['holdout_size']} samples never trained on"
+        )
     if run.get("decisions_carried_over"):
         print(f"carried {run['decisions_carried_over']} decision(s) over from an earlier version of this data")
     if "detection" in run:

@@ -31,6 +31,7 @@ class AnalysisConfig:
     model: str = options.DEFAULT_MODEL
     checkpoint: str | None = None
     epochs: int | None = None
+    holdout: float = options.DEFAULT_HOLDOUT
     batch_size: int = options.DEFAULT_BATCH_SIZE
     lr: float = options.DEFAULT_LR
     scope: str = options.DEFAULT_SCOPE
@@ -105,6 +106,8 @@ class AnalysisConfig:
                 "0 training epochs without a checkpoint would score an untrained model, whose ranking means "
                 "nothing: train for at least one epoch, or give a checkpoint to score"
             )
+        if not 0 <= self.holdout <= 0.5:
+            raise OgaError(f"the held-out fraction must be between 0 and 0.5, got {self.holdout}")
         if self.batch_size < 2:
             raise OgaError("batch size must be at least 2 (a batch of one cannot be normalised by BatchNorm)")
         if not (math.isfinite(self.lr) and self.lr > 0):

@@ -27,7 +27,14 @@ import pandas as pd
 
 from oga_core import options
 from oga_core.errors import OgaError
-from oga_core.lastlayer import last_layer_gradients, log_softmax, softmax
+from oga_core.lastlayer import (
+    TRAJECTORY_FIELDS,
+    Trajectory,
+    last_layer_gradients,
+    log_softmax,
+    primitives,
+    softmax,
+)
 
 if TYPE_CHECKING:  # the gradient module imports torch; scoring needs only its arrays
     from oga_core.gradients import GradientStats
@@ -36,11 +43,21 @@ if TYPE_CHECKING:  # the gradient module imports torch; scoring needs only its a
 @dataclass(frozen=True)
 class ScoreInputs:
     """What a score function may read: the gradient stats of the final model, the GIVEN labels
-    ``(N,)`` and the seed of any randomised step."""
+    ``(N,)``, the seed of any randomised step, and the training trajectory (None when the model
+    was loaded, not trained: trajectory scores then fall back to the final model's values)."""
 
     stats: GradientStats
     labels: np.ndarray
     seed: int = 0
+    trajectory: Trajectory | None = None
+
+    def fields(self) -> dict[str, np.ndarray]:
+        """The closed-form factors of every epoch, ``{name: (E, N)}`` (``E = 1``: the final model
+        when there is no trajectory)."""
+        if self.trajectory is not None:
+            return {name: self.trajectory.field(name).astype(np.float64) for name in TRAJECTORY_FIELDS}
+        final = primitives(self.stats.features, self.stats.logits, self.labels).astype(np.float64)
+        return {name: final[None, :, j] for j, name in enumerate(TRAJECTORY_FIELDS)}
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,12 @@ class Detector:
     help: str
     family: str  # "oga" (a gradient outlier score) or "baseline"
     score: Callable[[ScoreInputs], np.ndarray]
+    trajectory: bool = False  # averaged over the training run; needs training to mean that
+
+
+def _averaged(per_epoch: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Callable[[ScoreInputs], np.ndarray]:
+    """A trajectory score: ``per_epoch(fields)`` (each field ``(E, N)``) averaged over epochs."""
+    return lambda inputs: per_epoch(inputs.fields()).mean(0)
 
 
 class GradientIsolationForest:
@@ -163,6 +186,61 @@ DETECTORS: dict[str, Detector] = {
             "baseline",
             _margin,
         ),
+        # -- averaged over the training trajectory, from training's own forward passes ------------
+        Detector(
+            "l2_traj",
+            "oga_l2_traj",
+            "OGA L2 · over training",
+            "the last layer's gradient L2 norm averaged over every epoch of training (TracIn's self-influence view)",
+            "oga",
+            _averaged(lambda f: f["el2n"] * np.sqrt(f["h_l2"] ** 2 + 1.0)),
+            trajectory=True,
+        ),
+        Detector(
+            "l1_traj",
+            "oga_l1_traj",
+            "OGA L1 · over training",
+            "the last layer's gradient L1 norm averaged over every epoch of training",
+            "oga",
+            _averaged(lambda f: 2.0 * (1.0 - f["p_given"]) * (f["h_l1"] + 1.0)),
+            trajectory=True,
+        ),
+        Detector(
+            "loss_traj",
+            "loss_traj",
+            "Loss · over training (baseline)",
+            "cross-entropy on the given label averaged over training",
+            "baseline",
+            _averaged(lambda f: -np.log(np.clip(f["p_given"], 1e-12, None))),
+            trajectory=True,
+        ),
+        Detector(
+            "el2n_traj",
+            "el2n_traj",
+            "EL2N · over training (baseline)",
+            "||softmax - one-hot(given)||_2 averaged over training",
+            "baseline",
+            _averaged(lambda f: f["el2n"]),
+            trajectory=True,
+        ),
+        Detector(
+            "margin_traj",
+            "margin_traj",
+            "Margin · over training (baseline)",
+            "probability margin averaged over training (a probability version of AUM)",
+            "baseline",
+            _averaged(lambda f: f["p_other"] - f["p_given"]),
+            trajectory=True,
+        ),
+        Detector(
+            "aum",
+            "aum",
+            "AUM (baseline)",
+            "area under the margin (Pleiss et al. 2020): the logit margin averaged over training, negated",
+            "baseline",
+            _averaged(lambda f: -f["logit_margin"]),
+            trajectory=True,
+        ),
     )
 }
 SCORE_COLUMNS = tuple(d.column for d in DETECTORS.values())
@@ -190,10 +268,12 @@ def check_budget(budget: float) -> float:
     return budget
 
 
-def score_columns(stats: GradientStats, labels: np.ndarray, *, seed: int = 0) -> pd.DataFrame:
+def score_columns(
+    stats: GradientStats, labels: np.ndarray, *, seed: int = 0, trajectory: Trajectory | None = None
+) -> pd.DataFrame:
     """Every score column (``SCORE_COLUMNS``) for one set of gradient stats, ``N`` rows; OgaError
     if any is not finite (no ranking can be made of NaN)."""
-    inputs = ScoreInputs(stats, np.asarray(labels, dtype=np.int64), seed)
+    inputs = ScoreInputs(stats, np.asarray(labels, dtype=np.int64), seed, trajectory)
     table = pd.DataFrame({d.column: np.asarray(d.score(inputs), dtype=np.float64) for d in DETECTORS.values()})
     for name in table.columns:
         bad = int((~np.isfinite(table[name].to_numpy())).sum())
@@ -229,7 +309,31 @@ def flag_top(scores: np.ndarray, budget: float) -> np.ndarray:
     return flagged
 
 
-def ranking_score(table: pd.DataFrame, labels: np.ndarray, *, detector: str, per_class: bool) -> np.ndarray:
-    """The score that orders samples for review: the detector's column, within-class if asked."""
+def on_trained_scale(scores: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """``scores`` with the held-out samples' (``~trained``) mapped onto the trained samples' scale
+    by quantile: a held-out sample at the q-th quantile of the held-out part gets the q-th quantile
+    of the trained part. Held-out samples were never fitted, so their raw scores run higher; on a
+    common scale each part is flagged in proportion."""
+    out = np.asarray(scores, dtype=np.float64).copy()
+    held = ~np.asarray(trained, dtype=bool)
+    if not held.any() or held.all():
+        return out
+    q = (pd.Series(out[held]).rank(method="average").to_numpy() - 0.5) / held.sum()
+    out[held] = np.quantile(out[~held], q)
+    return out
+
+
+def ranking_score(
+    table: pd.DataFrame,
+    labels: np.ndarray,
+    *,
+    detector: str,
+    per_class: bool,
+    trained: np.ndarray | None = None,
+) -> np.ndarray:
+    """The score that orders samples for review: the detector's column (held-out samples put on
+    the trained samples' scale, see :func:`on_trained_scale`), within-class if asked."""
     raw = table[detector_column(detector)].to_numpy()
+    if trained is not None:
+        raw = on_trained_scale(raw, trained)
     return rank_within_class(raw, labels) if per_class else raw

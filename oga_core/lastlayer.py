@@ -11,6 +11,8 @@ and every last-layer OGA score costs one forward pass (docs/architecture.md, "Fo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -73,3 +75,55 @@ def last_layer_gradients(
         hr = (hb @ proj_flat).reshape(len(hb), k, projected_dims)
         out[lo : lo + batch_size] = np.einsum("bc,bck->bk", rb, hr)
     return out
+
+
+# What training records for every sample and epoch, from its own forward pass (trained samples:
+# the mini-batch pass before that batch's optimiser step; held-out samples: an eval-mode pass at
+# the end of the epoch). Every trajectory score is a function of these (docs/architecture.md,
+# "Formulas"): p_given = p_y, p_other = max_{k != y} p_k, el2n = ||p - e_y||_2,
+# logit_margin = z_y - max_{k != y} z_k, h_l2 = ||h||_2, h_l1 = ||h||_1.
+TRAJECTORY_FIELDS = ("p_given", "p_other", "el2n", "logit_margin", "h_l2", "h_l1")
+
+
+@dataclass
+class Trajectory:
+    """Per-sample quantities of every epoch: ``values`` float32 ``(E, N, F)`` with fields
+    ``TRAJECTORY_FIELDS``; ``lr`` ``(E,)`` the mean learning rate of each epoch; ``trained`` bool
+    ``(N,)``: False for held-out samples (recorded, never trained on)."""
+
+    values: np.ndarray
+    lr: np.ndarray
+    trained: np.ndarray
+
+    def field(self, name: str) -> np.ndarray:
+        """``(E, N)`` values of one field."""
+        return self.values[:, :, TRAJECTORY_FIELDS.index(name)]
+
+    @property
+    def epochs(self) -> int:
+        return int(self.values.shape[0])
+
+
+def primitives(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """float32 ``(N, F)`` of the ``TRAJECTORY_FIELDS`` of one set of features and logits (the
+    final model's, when there is no training to record)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(labels))
+    p = softmax(logits)
+    z = np.asarray(logits, dtype=np.float64)
+    h = np.asarray(features, dtype=np.float64)
+    p_given = p[rows, labels].copy()
+    p[rows, labels] = -1.0
+    z_other = z.copy()
+    z_other[rows, labels] = -np.inf
+    return np.stack(
+        [
+            p_given,
+            p.max(1),
+            np.linalg.norm(softmax_residual(logits, labels), axis=1),
+            z[rows, labels] - z_other.max(1),
+            np.linalg.norm(h, axis=1),
+            np.abs(h).sum(1),
+        ],
+        1,
+    ).astype(np.float32)

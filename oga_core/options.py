@@ -95,6 +95,11 @@ DEFAULT_EPOCHS = {"small_cnn": 12}
 FALLBACK_EPOCHS = 8
 EPOCHS_HELP = "training epochs (default: 12 for small_cnn, 8 otherwise, 0 with --checkpoint)"
 CHECKPOINT_HELP = "state dict to load (weights only, never code); scored as it is unless --epochs is given"
+DEFAULT_HOLDOUT = 0.1
+HOLDOUT_HELP = (
+    "fraction of the data held out of training for the health check (default 0.1, at most 5,000 samples; "
+    "the same samples for the same data set; 0 trains on everything)"
+)
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_LR = 2e-3
 DEVICES = ("auto", "cpu", "cuda")

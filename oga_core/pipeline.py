@@ -25,14 +25,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from oga_core import detectors, options
+from oga_core import detectors, health, options
 from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages, index_of, load_source
 from oga_core.embedding import embed_2d
 from oga_core.errors import DataError, OgaError
 from oga_core.files import atomic_path, file_digest
 from oga_core.gradients import GradientStats, gradient_stats
-from oga_core.lastlayer import softmax
+from oga_core.lastlayer import Trajectory, softmax
 from oga_core.models import Classifier, build_model, load_checkpoint
 from oga_core.noise import NoisyLabels, flip_labels
 from oga_core.progress import Progress, StageProgress, Stages
@@ -41,7 +41,7 @@ from oga_core.train import channel_stats, resolve_device, train
 from oga_core.workspace import Workspace
 
 # Bumped whenever a step's output changes for the same inputs, so old cache entries are not reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Analysis:
     ) -> Analysis:
         """The same analysis ranked by another detector, budget or per-class setting: no recomputation."""
         config = self.config.ranked(detector=detector, budget=budget, per_class=per_class).validate()
-        raw = self.scores[list(detectors.SCORE_COLUMNS)]
+        raw = self.scores[[*detectors.SCORE_COLUMNS]].assign(trained=~self.scores["heldout"].to_numpy(dtype=bool))
         table = score_table(self.dataset, self.stats, raw, config, self.noise)
         run = {**self.run, "config": config.to_dict(), "num_flagged": int(table["flagged"].sum())}
         return dataclasses.replace(self, config=config, scores=table, run=run)
@@ -117,15 +117,19 @@ def score_table(
 ) -> pd.DataFrame:
     """One row per sample: ids, labels, prediction, every score, the ranking score and ``flagged``.
 
-    Columns: sample_id, label, label_name, pred, pred_name, confidence, loss, el2n, margin,
-    oga_l1, oga_l2, oga_iforest, score (what ranks samples), rank (1 = most suspicious),
-    flagged; plus noisy and clean_label when the truth is known.
+    Columns: sample_id, label, label_name, pred, pred_name, confidence, every detector's column
+    (``detectors.SCORE_COLUMNS``), score (what ranks samples), rank (1 = most suspicious), flagged,
+    heldout (never trained on: the health check's part); plus noisy and clean_label when the
+    truth is known.
     """
     labels = dataset.labels
     probs = softmax(stats.logits)
     pred = probs.argmax(1)
     names = np.asarray(dataset.classes, dtype=object)
-    score = detectors.ranking_score(raw_scores, labels, detector=config.detector, per_class=config.per_class)
+    trained = raw_scores["trained"].to_numpy(dtype=bool) if "trained" in raw_scores else None
+    score = detectors.ranking_score(
+        raw_scores, labels, detector=config.detector, per_class=config.per_class, trained=trained
+    )
     order = np.argsort(-score, kind="stable")
     rank = np.empty(len(score), dtype=np.int64)
     rank[order] = np.arange(1, len(score) + 1)
@@ -144,6 +148,7 @@ def score_table(
     table["score"] = score
     table["rank"] = rank
     table["flagged"] = detectors.flag_top(score, config.budget)
+    table["heldout"] = ~trained if trained is not None else False
     if noise is not None:
         table["noisy"] = noise.noisy
         table["clean_label"] = noise.clean
@@ -245,6 +250,19 @@ def load_data(config: AnalysisConfig, cache: Cache, stages: Stages | None = None
     return LoadedData(dataset, np.asarray(pixels), fingerprint, data_id, noise)
 
 
+@dataclass
+class FittedModel:
+    """The trained (or loaded) model, its cache key, its training record (``train.json``), the
+    per-sample training trajectory (None when nothing was trained) and whether it came from the
+    cache."""
+
+    model: Classifier
+    key: str
+    record: dict
+    trajectory: Trajectory | None
+    hit: bool
+
+
 def fit_model(
     config: AnalysisConfig,
     dataset: LabeledImages,
@@ -253,10 +271,12 @@ def fit_model(
     cache: Cache,
     device: torch.device,
     report: Progress | None = None,
-) -> tuple[Classifier, str, dict, bool]:
-    """Build, load and/or train the model; returns (model, key, training record, cache hit)."""
+) -> FittedModel:
+    """Build, load and/or train the model, holding out ``config.holdout`` of the samples
+    (:func:`oga_core.health.holdout_mask`) when it trains."""
     epochs = config.resolved_epochs()
     checkpoint_digest = file_digest(config.checkpoint) if config.checkpoint else None
+    holdout = health.holdout_mask(dataset.ids, config.holdout) if epochs > 0 else np.zeros(len(dataset), bool)
     key = cache_key(
         data=data_id,
         model=config.model,
@@ -265,6 +285,7 @@ def fit_model(
         batch=config.batch_size,
         lr=config.lr,
         seed=config.seed,
+        holdout=config.holdout if epochs > 0 else 0,
         shape=dataset.image_shape,
         classes=dataset.num_classes,
         device=device.type,
@@ -275,16 +296,23 @@ def fit_model(
     def build() -> Classifier:
         return build_model(config.model, num_classes=dataset.num_classes, in_channels=c, image_size=h, seed=config.seed)
 
-    def read(folder: Path) -> tuple[Classifier, dict]:
+    def read(folder: Path) -> FittedModel:
         cached = build()
         cached.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-        return cached.eval(), read_json(folder / "train.json")
+        record = read_json(folder / "train.json")
+        trajectory = None
+        if record["epochs"] > 0:
+            values = load_array(folder, "trajectory")
+            if values is None or values.shape[:2] != (record["epochs"], len(dataset)):
+                raise ValueError("trajectory.npy is missing or does not match the data")
+            trajectory = Trajectory(values, _array_of_rows(folder, "trajectory_lr", record["epochs"]), ~holdout)
+        return FittedModel(cached.eval(), key, record, trajectory, True)
 
     hit = cache.load("model", key, read)
     if hit is not None:
-        return hit[0], key, hit[1], True
+        return hit
     model = build()
-    mean, std = channel_stats(pixels)
+    mean, std = channel_stats(pixels[~holdout])
     model.set_normalization(mean, std)
     head_replaced = False
     if config.checkpoint:
@@ -298,16 +326,24 @@ def fit_model(
         lr=config.lr,
         seed=config.seed,
         device=device,
+        holdout=holdout,
         progress=report,
     )
     model.cpu().eval()
-    record = {"epochs": epochs, "seconds": round(result.seconds, 3), "history": result.history}
+    record = {
+        "epochs": epochs,
+        "seconds": round(result.seconds, 3),
+        "history": result.history,
+        "holdout_size": int(holdout.sum()),
+    }
     if head_replaced:
         record["checkpoint_head_replaced"] = True  # fine-tuned with a new head for these classes
     with cache.entry("model", key) as folder:
         torch.save(model.state_dict(), folder / "model.pt")
         write_json(folder / "train.json", record)
-    return model, key, record, False
+        if result.trajectory is not None:
+            save_arrays(folder, trajectory=result.trajectory.values, trajectory_lr=result.trajectory.lr)
+    return FittedModel(model, key, record, result.trajectory, False)
 
 
 def _gradient_stats(
@@ -380,8 +416,14 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
     dataset, pixels, data_id, noise = loaded.dataset, loaded.pixels, loaded.data_id, loaded.noise
 
     report = stages.begin("train")
-    model, model_key, train_record, hit = fit_model(config, dataset, pixels, data_id, cache, device, report)
-    stages.end(hit=hit)
+    fitted = fit_model(config, dataset, pixels, data_id, cache, device, report)
+    model, model_key, train_record, trajectory = fitted.model, fitted.key, fitted.record, fitted.trajectory
+    stages.end(hit=fitted.hit)
+    if trajectory is None and detectors.get(config.detector).trajectory:
+        stages.notice(
+            f"{config.detector} averages a score over training, and this model was loaded, not trained: "
+            "ranked by the loaded model's values instead (train for at least one epoch for the trajectory)"
+        )
 
     report = stages.begin("gradients")
     stats, stats_key, hit = _gradient_stats(config, model, loaded, model_key, cache, device, report)
@@ -394,20 +436,33 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
 
     def read(folder: Path) -> pd.DataFrame:
         raw = pd.read_parquet(folder / "scores.parquet")
-        if len(raw) != len(dataset) or not set(detectors.SCORE_COLUMNS) <= set(raw.columns):
+        if len(raw) != len(dataset) or not {*detectors.SCORE_COLUMNS, "trained"} <= set(raw.columns):
             raise ValueError("the cached scores do not match the data")
         return raw
 
     raw = cache.load("scores", scores_key, read)
     hit = raw is not None
     if raw is None:
-        raw = detectors.score_columns(stats, dataset.labels, seed=config.seed)
+        raw = detectors.score_columns(stats, dataset.labels, seed=config.seed, trajectory=trajectory)
+        raw["trained"] = trajectory.trained if trajectory is not None else True
         with cache.entry("scores", scores_key) as folder:
             raw.to_parquet(folder / "scores.parquet")
     table = score_table(dataset, stats, raw, config, noise)
     stages.end(hit=hit)
 
     pred = table["pred"].to_numpy()
+    held = table["heldout"].to_numpy(dtype=bool)
+    correct = pred == dataset.labels
+    checkup = health.check(
+        train_accuracy=float(correct[~held].mean()),
+        holdout_accuracy=float(correct[held].mean()) if held.any() else None,
+        holdout_size=int(held.sum()),
+        epochs=int(train_record["epochs"]),
+        expected_noise=config.noise if noise is not None else None,
+        holdout_curve=[h["holdout_accuracy"] for h in train_record["history"] if "holdout_accuracy" in h],
+    )
+    if checkup.verdict in ("underfit", "memorise"):
+        stages.notice(f"health: {checkup.advice}")
     run = {
         "config": config.to_dict(),
         "source": dataset.source,
@@ -422,7 +477,9 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
         "train_seconds": train_record["seconds"],
         "train_history": train_record["history"],
         "checkpoint_head_replaced": bool(train_record.get("checkpoint_head_replaced", False)),
-        "train_accuracy": float((pred == dataset.labels).mean()),
+        "train_accuracy": checkup.train_accuracy,
+        "holdout_accuracy": checkup.holdout_accuracy,
+        "health": checkup.to_dict(),
         "num_flagged": int(table["flagged"].sum()),
         "timings": {**stages.timings, "total": round(time.perf_counter() - wall, 4)},
         "cache_hits": stages.cache_hits,

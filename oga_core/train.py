@@ -17,18 +17,30 @@ import torch
 from torch import nn
 
 from oga_core.errors import OgaError
+from oga_core.lastlayer import TRAJECTORY_FIELDS, Trajectory, primitives
 from oga_core.models import Classifier
-
-StepProgress = Callable[[int, int], None]
+from oga_core.progress import Progress
 
 
 @dataclass
 class TrainResult:
-    """history: one dict per epoch with mean training loss and accuracy on the given labels."""
+    """history: one dict per epoch (mean training loss and accuracy on the given labels, and
+    held-out accuracy when some samples are held out); trajectory: None when nothing was trained."""
 
     model: Classifier
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    trajectory: Trajectory | None = None
+
+
+def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """``order`` cut into batches of ``batch_size``; a last batch of one joins the one before
+    (BatchNorm cannot normalise a single sample, and every sample must be seen every epoch)."""
+    starts = list(range(0, len(order), batch_size))
+    if len(starts) > 1 and len(order) - starts[-1] < 2:
+        starts.pop()
+    ends = [*starts[1:], len(order)]
+    return [order[a:b] for a, b in zip(starts, ends)]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -64,12 +76,19 @@ def train(
     weight_decay: float = 5e-4,
     seed: int = 0,
     device: torch.device | str = "cpu",
-    progress: StepProgress | None = None,
+    holdout: np.ndarray | None = None,
+    progress: Progress | None = None,
+    on_batch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on uint8 ``pixels (N, C, H, W)`` and int ``labels (N,)``.
+    """Train ``model`` in place on uint8 ``pixels (N, C, H, W)`` and int ``labels (N,)``, and
+    record the per-sample trajectory (:class:`Trajectory`) at no extra pass over the trained data.
 
     Adam with a cosine-decayed learning rate, no augmentation (the analysed model sees the same
-    images it was trained on). ``progress(step, total_steps)`` is called after each batch.
+    images it was trained on). ``holdout``: bool ``(N,)`` of samples never trained on; they are
+    scored by an eval-mode pass at the end of every epoch. ``progress(step, total_steps)`` is
+    called after each batch; ``on_batch(epoch, idx, logits, y)`` after each forward pass, before the
+    optimiser step (``logits`` still carries its graph). OgaError when the loss becomes NaN or
+    infinite.
     """
     device = torch.device(device)
     start = time.perf_counter()
@@ -81,42 +100,82 @@ def train(
     x_all = torch.from_numpy(np.ascontiguousarray(pixels))
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     n = len(y_all)
-    steps_per_epoch = math.ceil(n / batch_size)
+    held = np.zeros(n, dtype=bool) if holdout is None else np.asarray(holdout, dtype=bool)
+    trained_idx = torch.from_numpy(np.flatnonzero(~held))
+    held_idx = torch.from_numpy(np.flatnonzero(held))
+    if len(trained_idx) < 2:
+        raise OgaError(f"{len(trained_idx)} sample(s) left to train on after holding out {len(held_idx)}")
+    steps_per_epoch = len(_batches(trained_idx, batch_size))
     total = epochs * steps_per_epoch
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     loss_fn = nn.CrossEntropyLoss()
+    values = np.zeros((epochs, n, len(TRAJECTORY_FIELDS)), dtype=np.float32)
+    epoch_lr = np.zeros(epochs, dtype=np.float64)
     step = 0
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(n, generator=generator)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for lo in range(0, n, batch_size):
-            idx = order[lo : lo + batch_size]
+        order = trained_idx[torch.randperm(len(trained_idx), generator=generator)]
+        loss_sum, correct, seen, lr_sum = 0.0, 0, 0, 0.0
+        for idx in _batches(order, batch_size):
             step += 1
-            if len(idx) < 2:  # BatchNorm cannot normalise a batch of one
-                continue
             x = to_float(x_all[idx], device)
             y = y_all[idx].to(device)
-            logits = model(x)
+            h = model.features(x)
+            logits = model.head(h)
             loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
             loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
+            if not math.isfinite(loss_value):  # before the step: the weights stay as they were
                 raise OgaError(
                     f"training diverged: the loss became {loss_value} at epoch {epoch + 1}, step {step} of {total} "
                     f"(learning rate {lr:g}); lower the learning rate or check the data"
                 )
+            values[epoch, idx.numpy()] = _batch_primitives(h, logits, y)
+            if on_batch is not None:
+                on_batch(epoch, idx, logits, y)
+            lr_sum += optimizer.param_groups[0]["lr"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
             loss_sum += loss_value * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
             if progress:
                 progress(step, total)
-        result.history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)})
+        epoch_lr[epoch] = lr_sum / steps_per_epoch
+        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
+        if len(held_idx):
+            model.eval()
+            values[epoch, held_idx.numpy()] = _eval_primitives(model, x_all, y_all, held_idx, batch_size, device)
+            margin = values[epoch, held_idx.numpy(), TRAJECTORY_FIELDS.index("logit_margin")]
+            record["holdout_accuracy"] = float((margin > 0).mean())  # the given label has the top logit
+        result.history.append(record)
     model.eval()
+    result.trajectory = Trajectory(values=values, lr=epoch_lr, trained=~held)
     result.seconds = time.perf_counter() - start
     return result
+
+
+@torch.no_grad()
+def _eval_primitives(
+    model: Classifier,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    idx: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Trajectory fields ``(len(idx), F)`` of samples ``idx`` from an eval-mode pass."""
+    out = []
+    for lo in range(0, len(idx), max(batch_size, 256)):
+        part = idx[lo : lo + max(batch_size, 256)]
+        h = model.features(to_float(x_all[part], device))
+        out.append(_batch_primitives(h, model.head(h), y_all[part]))
+    return np.concatenate(out)
+
+
+def _batch_primitives(h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """The trajectory fields ``(B, F)`` of one batch, by the same closed form as the final scores."""
+    return primitives(h.detach().float().cpu().numpy(), logits.detach().float().cpu().numpy(), y.cpu().numpy())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 
 import pytest
 import torch
@@ -44,12 +45,14 @@ def write_image(path, rng, *, size: int = 8, mode: str = "RGB"):
 
 @pytest.fixture
 def make_images():
-    """``make(root, {"cat": 3, "dog": 2}, size=8, mode="RGB", seed=0)`` writes
+    """``make(root, {"cat": 3, "dog": 2}, size=8, mode="RGB", seed=None)`` writes
     ``root/<class>/<class>_<i>.png`` with distinct random pixels and returns ``root``."""
     import numpy as np
 
-    def make(root, counts: dict[str, int], *, size: int = 8, mode: str = "RGB", seed: int = 0):
-        rng = np.random.default_rng(seed)
+    def make(root, counts: dict[str, int], *, size: int = 8, mode: str = "RGB", seed: int | None = None):
+        # By default the pixels depend on the folder's path: two tests never share a data id (and so
+        # a workspace and its decisions) under the session's app home by accident.
+        rng = np.random.default_rng(zlib.crc32(str(root).encode()) if seed is None else seed)
         for name, n in counts.items():
             for i in range(n):
                 write_image(root / name / f"{name}_{i}.png", rng, size=size, mode=mode)

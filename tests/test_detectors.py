@@ -125,7 +125,20 @@ def test_score_columns_and_iforest_input():
 
 
 def test_detector_columns():
-    assert [detector_column(d) for d in DETECTORS] == ["oga_l1", "oga_l2", "oga_iforest", "loss", "el2n", "margin"]
+    assert [detector_column(d) for d in DETECTORS] == [
+        "oga_l1",
+        "oga_l2",
+        "oga_iforest",
+        "loss",
+        "el2n",
+        "margin",
+        "oga_l2_traj",
+        "oga_l1_traj",
+        "loss_traj",
+        "el2n_traj",
+        "margin_traj",
+        "aum",
+    ]
     with pytest.raises(OgaError, match="unknown detector 'l3'"):
         detector_column("l3")
 

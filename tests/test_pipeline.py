@@ -10,12 +10,13 @@ import pytest
 import torch
 from pandas.testing import assert_frame_equal
 
+from oga_core import health
 from oga_core.config import AnalysisConfig
 from oga_core.data import load_source
-from oga_core.detectors import SCORE_COLUMNS, rank_within_class
+from oga_core.detectors import SCORE_COLUMNS, detector_column, on_trained_scale, rank_within_class
 from oga_core.errors import DataError, OgaError
 from oga_core.noise import flip_labels
-from oga_core.options import STAGES, names
+from oga_core.options import DEFAULT_DETECTOR, STAGES, names
 from oga_core.pipeline import analyze, load_data
 from oga_core.store import Cache, read_json
 from oga_core.workspace import Workspace
@@ -46,7 +47,14 @@ def test_the_digits_analysis(digits_analysis):
     assert s["label_name"].tolist() == [str(k) for k in expected.given]
     probs = torch.softmax(torch.from_numpy(a.stats.logits).double(), 1).numpy()
     np.testing.assert_allclose(s["confidence"], probs.max(1))
-    np.testing.assert_array_equal(s["score"], s["oga_l2"])  # the default detector l2, global ranking
+    held = s["heldout"].to_numpy()
+    assert 150 < held.sum() < 210  # about 10% held out of training, chosen by sample id
+    np.testing.assert_array_equal(held, health.holdout_mask(clean.ids, 0.1))
+    column = s[detector_column(DEFAULT_DETECTOR)].to_numpy()
+    np.testing.assert_array_equal(s["score"][~held], column[~held])  # the default detector, global ranking
+    # held-out samples: on the trained samples' scale, in the same order as their own scores
+    assert np.all(np.diff(s["score"][held].to_numpy()[np.argsort(column[held])]) >= 0)
+    assert column[~held].min() <= s["score"][held].min() and s["score"][held].max() <= column[~held].max()
     assert s.loc[s["rank"] == 1, "score"].item() == s["score"].max()
     assert sorted(s["rank"]) == list(range(1, n + 1))
     assert int(s["flagged"].sum()) == round(0.05 * n) == 90
@@ -60,7 +68,10 @@ def test_the_digits_analysis(digits_analysis):
     assert run["num_samples"] == n and run["num_classes"] == 10 and run["device"] == "cpu"
     assert run["epochs"] == 12 and len(run["train_history"]) == 12
     assert run["train_history"][-1]["loss"] < run["train_history"][0]["loss"]
-    assert run["train_accuracy"] == pytest.approx(float((s["pred"] == s["label"]).mean()))
+    correct = (s["pred"] == s["label"]).to_numpy()
+    assert run["train_accuracy"] == pytest.approx(float(correct[~held].mean()))
+    assert run["holdout_accuracy"] == pytest.approx(float(correct[held].mean()))
+    assert run["health"]["verdict"] == "ok" and run["health"]["holdout_size"] == held.sum()
     # a model that learned the digits rather than the noise: it mostly predicts the clean label
     assert run["train_accuracy_clean_labels"] > 0.9 and run["noisy_samples"] == 359
     assert run["config"] == dataclasses.asdict(a.config) and run["num_flagged"] == 90
@@ -104,7 +115,10 @@ def test_changing_only_the_ranking_recomputes_no_gradient(digits_analysis, chang
 def test_per_class_ranking_spreads_the_budget(digits_analysis):
     per = digits_analysis.rescore(per_class=True)
     labels = digits_analysis.dataset.labels
-    np.testing.assert_allclose(per.scores["score"], rank_within_class(per.scores["oga_l2"].to_numpy(), labels))
+    trained = ~per.scores["heldout"].to_numpy()
+    column = per.scores[detector_column(DEFAULT_DETECTOR)].to_numpy()
+    expected = rank_within_class(on_trained_scale(column, trained), labels)
+    np.testing.assert_allclose(per.scores["score"], expected)
     counts = np.bincount(labels[per.scores["flagged"].to_numpy()], minlength=10)
     assert counts.sum() == 90 and counts.min() >= 6 and counts.max() <= 12
     assert not digits_analysis.scores.equals(per.scores)  # the original is untouched

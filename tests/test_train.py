@@ -62,11 +62,75 @@ def test_zero_epochs_returns_the_model_untouched():
         assert torch.equal(v, before[k]), k
 
 
-def test_a_last_batch_of_one_is_skipped_for_batchnorm():
+def test_a_last_batch_of_one_joins_the_batch_before():
     pixels, labels = _toy(n=9)
     model = build_model("resnet18", num_classes=2, in_channels=1, image_size=8)
-    result = train(model, pixels, labels, epochs=1, batch_size=4)  # batches of 4, 4 and 1
+    sizes = []
+    result = train(model, pixels, labels, epochs=1, batch_size=4, on_batch=lambda e, idx, z, y: sizes.append(len(idx)))
+    assert sizes == [4, 5]  # 4, 4 and 1: BatchNorm cannot normalise one sample, and none is left out
     assert result.history[0]["loss"] > 0 and np.isfinite(result.history[0]["loss"])
+
+
+def test_the_trajectory_is_the_head_gradient_of_each_step_before_the_step():
+    """Every recorded value equals what per-sample autograd gives on that mini-batch with the
+    weights before the optimiser step (the model keeps BatchNorm in train mode, as training does)."""
+    from oga_core.lastlayer import TRAJECTORY_FIELDS
+
+    pixels, labels = _toy(n=40)
+    model = _model()
+    expected = np.zeros((3, 40, len(TRAJECTORY_FIELDS)))
+
+    def check(epoch, idx, logits, y):
+        w, b = model.head.weight, model.head.bias
+        for row, sample in enumerate(idx.tolist()):
+            loss = torch.nn.functional.cross_entropy(logits[row : row + 1], y[row : row + 1])
+            gw, gb = torch.autograd.grad(loss, [w, b], retain_graph=True)
+            g = torch.cat([gw.flatten(), gb]).double()
+            p = torch.softmax(logits[row].detach().double(), 0)
+            z = logits[row].detach().double()
+            others = [k for k in range(len(p)) if k != int(y[row])]
+            # p_y, max other p, ||g||_2, logit margin, ||g||_1 of the head's per-sample gradient
+            expected[epoch, sample, :5] = [
+                float(p[y[row]]),
+                float(p[others].max()),
+                float(g.norm()),
+                float(z[y[row]] - z[others].max()),
+                float(g.abs().sum()),
+            ]
+
+    result = train(model, pixels, labels, epochs=3, batch_size=16, seed=3, on_batch=check)
+    traj = result.trajectory
+    assert traj.values.shape == (3, 40, len(TRAJECTORY_FIELDS)) and traj.trained.all()
+    f = {name: traj.field(name).astype(np.float64) for name in TRAJECTORY_FIELDS}
+    np.testing.assert_allclose(f["p_given"], expected[:, :, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f["p_other"], expected[:, :, 1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f["logit_margin"], expected[:, :, 3], rtol=1e-5, atol=1e-5)
+    # the closed form's L2 and L1 norms of the head gradient, from the recorded factors
+    l2 = f["el2n"] * np.sqrt(f["h_l2"] ** 2 + 1)
+    l1 = 2 * (1 - f["p_given"]) * (f["h_l1"] + 1)
+    np.testing.assert_allclose(l2, expected[:, :, 2], rtol=1e-6)
+    np.testing.assert_allclose(l1, expected[:, :, 4], rtol=1e-6)
+    assert traj.lr.shape == (3,) and traj.lr[0] > traj.lr[-1] > 0  # cosine decay
+
+
+def test_held_out_samples_are_recorded_but_never_trained_on():
+    pixels, labels = _toy(n=40)
+    holdout = np.zeros(40, bool)
+    holdout[::5] = True
+    trained = []
+    result = train(
+        _model(),
+        pixels,
+        labels,
+        epochs=2,
+        batch_size=8,
+        holdout=holdout,
+        on_batch=lambda e, idx, z, y: trained.extend(idx.tolist()),
+    )
+    assert set(trained) == set(np.flatnonzero(~holdout)) and len(trained) == 2 * 32
+    assert (result.trajectory.trained == ~holdout).all()
+    assert np.all(result.trajectory.values[:, holdout, 4] > 0)  # recorded by the eval-mode pass
+    assert "holdout_accuracy" in result.history[-1]
 
 
 def test_resolve_device(monkeypatch):
