@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from oga_core.bench.quality import COLUMNS, METRICS
+from oga_core.bench.columns import COLUMNS, NAMES
+from oga_core.bench.quality import METRICS
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_report_files_and_sections(quick_bench):
         "Where OGA does not win",
     ):
         assert heading in text, heading
-    for col in COLUMNS:  # every score column, cleanlab and random included, is in the tables
+    for col in NAMES:  # every score column, cleanlab and random included, is in the tables
         assert f"`{col}`" in text
     plot = out.with_name("bench_auroc.png")
     assert plot.is_file() and plot.read_bytes()[:4] == b"\x89PNG"
@@ -50,7 +51,7 @@ def test_quality_numbers(quick_bench):
     runs = results["quality"]["runs"]
     assert len(runs) == 1 and results["quality"]["complete"]
     run = runs[0]
-    assert set(run["metrics"]) == set(COLUMNS)
+    assert set(run["metrics"]) == set(NAMES)
     for col, metrics in run["metrics"].items():
         assert set(metrics) == set(METRICS)
         for name, value in metrics.items():
@@ -121,16 +122,34 @@ def test_bad_part_is_one_line_error(capsys):
     assert "nonsense" in capsys.readouterr().err
 
 
+def test_columns_are_declared_once():
+    """Every quality column names where its scores come from, and the retrained ones exist."""
+    from oga_core.bench.peers import PEERS
+    from oga_core.bench.settings import QualitySettings
+    from oga_core.detectors import DETECTORS, SCORE_COLUMNS
+
+    assert len(set(NAMES)) == len(NAMES)
+    for c in COLUMNS:
+        if c.source == "peer":
+            assert c.key in PEERS, c
+        else:
+            assert c.source in ("last", "all") and c.key in SCORE_COLUMNS, c
+            assert c.family == next(d.family for d in DETECTORS.values() if d.column == c.key)
+    for quick in (False, True):
+        assert set(QualitySettings.for_run(quick=quick).retrain) <= set(NAMES)
+
+
 def test_interrupted_quality_run_resumes(quick_bench, monkeypatch):
     """An interrupted quality part (complete=False) reuses its finished runs instead of retraining."""
     import torch
 
     from oga_core.bench import quality
+    from oga_core.bench.settings import QualitySettings
 
     _, results = quick_bench
     previous = json.loads(json.dumps({**results["quality"], "complete": False}))
     monkeypatch.setattr(quality, "run_setting", lambda *a, **k: pytest.fail("a finished run was recomputed"))
-    part = quality.run_quality(quality.QualitySettings.quick(), torch.device("cpu"), previous=previous)
+    part = quality.run_quality(QualitySettings.for_run(quick=True), torch.device("cpu"), previous=previous)
     assert part["complete"] and part["runs"] == previous["runs"]
 
 
@@ -145,3 +164,13 @@ def test_readme_block_is_generated(quick_bench, tmp_path):
     assert "old numbers" not in text and "AUROC" in text and "inference pass" in text
     assert text.startswith("intro\n") and text.endswith("outro\n")
     assert not update_readme(tmp_path / "missing.md", "x")
+
+
+def test_the_committed_report_is_its_json_rendered():
+    """docs/benchmarks.md is exactly what the renderer makes of docs/benchmarks.json."""
+    from oga_core.bench import report
+
+    repo = Path(__file__).resolve().parent.parent
+    results = json.loads((repo / "docs" / "benchmarks.json").read_text())
+    page = report.render(results, plot_name="benchmarks_auroc.png", json_name="benchmarks.json")
+    assert page == (repo / "docs" / "benchmarks.md").read_text()
