@@ -8,7 +8,6 @@ in this process, ``max_memory_allocated`` above the allocation before, MiB.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oga_core.bench.common import log, peak_memory
+from oga_core.bench.common import child_env, log, peak_memory
 from oga_core.bench.settings import ModelCase, SpeedSettings
 from oga_core.bench.workload import case_data, case_model, inference_pass
 from oga_core.gradients import all_layer_norms, forward_pass, last_layer_norms
@@ -39,7 +38,7 @@ def measure_memory(case: ModelCase, kind: str, settings: SpeedSettings, device: 
     cmd = [sys.executable, "-m", "oga_core.bench.memory", "probe", json.dumps(spec)]
     try:
         done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=1800, env={**os.environ, "OGA_THREADS": str(spec["threads"])}
+            cmd, capture_output=True, text=True, timeout=1800, env=child_env(OGA_THREADS=str(spec["threads"]))
         )
     except subprocess.TimeoutExpired:
         return {"error": "timed out"}

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from oga_core.bench.common import log, machine_info, now_iso, synthetic_images, write_mnist_idx
+from oga_core.bench.common import child_env, log, machine_info, now_iso, synthetic_images, write_mnist_idx
 from oga_core.bench.markdown import fmt_num, fmt_ratio, table
 from oga_core.bench.settings import ScalingSettings
 
@@ -61,7 +61,7 @@ def measure_size(n: int, settings: ScalingSettings, device: torch.device, work: 
     """``oga analyze`` on ``n`` synthetic images, then (if asked) the UMAP map; one dict."""
     root = write_mnist_idx(work / f"data{n}", *synthetic_images(n, (1, 28, 28), seed=1))
     home = work / f"home{n}"
-    env = {**os.environ, "OGA_HOME": str(home), "OGA_THREADS": str(torch.get_num_threads())}
+    env = child_env(OGA_HOME=str(home), OGA_THREADS=str(torch.get_num_threads()))
     out_dir = work / f"out{n}"
     spec = json.dumps(
         {"data": f"torchvision:MNIST:{root}", "epochs": settings.epochs, "device": device.type, "out": str(out_dir)}
