@@ -1,14 +1,20 @@
 """``oga bench``: what OGA is for, measured — detection quality, speed and memory, scaling.
 
-    oga bench [--quick] [--parts quality,speed,scaling] [--device auto|cpu|cuda] [--out docs/benchmarks.md]
-    oga bench --merge OTHER.json [--out docs/benchmarks.md]
+    oga bench [--quick] [--parts quality,speed,scaling] [--device auto|cpu|cuda] [--out FILE.md]
+    oga bench --merge OTHER.json [--out FILE.md]
+    oga bench --render [--out FILE.md]
 
 Writes ``<out>.json`` (every raw number), ``<out>`` (markdown generated from that JSON, never by
-hand) and ``<out stem>_auroc.png`` beside it. A run of some parts merges into the existing JSON of
-the same mode (quick or full); the speed part is stored per device type, so a GPU run (made
-elsewhere, e.g. ``benchmarks/gpu_speed.sh``) adds a GPU column with ``--merge``. A full run whose
-report is ``docs/benchmarks.md`` also refreshes README's block between ``<!-- oga-bench:start -->``
-and ``<!-- oga-bench:end -->``.
+hand) and ``<out stem>_auroc.png`` beside it; ``--out`` defaults to ``oga-bench/benchmarks.md``
+under the current folder, for every run, so a run never touches a checkout's files unasked.
+
+The committed report is ``docs/benchmarks.md`` (any ``--out`` in a folder named ``docs``): only a
+full run writes there, and a full run, merge or render there also refreshes README's block
+between ``<!-- oga-bench:start -->`` and ``<!-- oga-bench:end -->`` (README beside ``docs/``). A
+quick run, or a merge or render of quick results, into ``docs/`` is refused with one line.
+
+``--render`` measures nothing: it rewrites the page and plot from ``<out>.json`` as it is (the JSON
+is not rewritten), so a change of the renderer regenerates ``docs/benchmarks.md``.
 
 Modules: :mod:`~oga_core.bench.quality`, :mod:`~oga_core.bench.speed`,
 :mod:`~oga_core.bench.scaling` (each measures, renders its section and its README lines; each is
@@ -25,20 +31,32 @@ from typing import Any
 from oga_core.errors import OgaError
 
 PARTS = ("quality", "speed", "scaling")
-DEFAULT_OUT = Path("docs/benchmarks.md")
+DEFAULT_OUT = Path("oga-bench/benchmarks.md")
 
 
 def add_arguments(b: argparse.ArgumentParser) -> None:
     """The options of ``oga bench``."""
-    b.add_argument("--quick", action="store_true", help="one small setting (for CI): a few minutes on 2 CPU cores")
-    b.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown report to write")
-    b.add_argument("--device", default="auto")
-    b.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     b.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"markdown report to write, with its .json and plot beside it (default {DEFAULT_OUT}); "
+        "--out docs/benchmarks.md: the committed report and README's block (full runs only)",
+    )
+    b.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    b.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    mode = b.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="one small setting (for CI): a few minutes on 2 CPU cores")
+    mode.add_argument(
         "--merge",
         type=Path,
         metavar="JSON",
         help="merge another run's results (e.g. a GPU speed run) into --out's, then rewrite the report",
+    )
+    mode.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: rewrite --out and its plot from --out's .json (after a change of the renderer)",
     )
 
 
@@ -51,10 +69,19 @@ def parse_parts(text: str) -> list[str]:
     return parts
 
 
-# -- README ----------------------------------------------------------------------------------
+# -- where results may go --------------------------------------------------------------------
 def is_committed(out: Path) -> bool:
     """Whether ``out`` is a committed report: a page in a folder named ``docs``."""
     return Path(out).resolve().parent.name == "docs"
+
+
+def check_destination(out: Path, mode: str) -> None:
+    """OgaError unless ``mode`` results may be written to ``out``: quick ones never go to docs/."""
+    if mode != "full" and is_committed(out):
+        raise OgaError(
+            f"--out {out}: {mode} results never replace the committed report in docs/ (full runs only); "
+            f"leave --out at its default ({DEFAULT_OUT}) or choose a folder not named docs"
+        )
 
 
 def publish(results: dict[str, Any], out: Path) -> None:
@@ -70,11 +97,12 @@ def publish(results: dict[str, Any], out: Path) -> None:
         log(f"updated the benchmark block of {readme}")
 
 
-# -- the two ways to run ---------------------------------------------------------------------
+# -- the three ways to run -------------------------------------------------------------------
 def run(parts: list[str], *, quick: bool, out: Path, device: str = "auto") -> dict[str, Any]:
     """Measure ``parts`` and write the report after each (a crash keeps what was measured);
     returns the (merged) results."""
     mode = "quick" if quick else "full"
+    check_destination(out, mode)  # before anything slow
     # lazy: these import torch; `oga --help` must start fast
     import torch
 
@@ -120,8 +148,25 @@ def merge(other_path: Path, *, out: Path) -> dict[str, Any]:
     from oga_core.bench.results import json_path_for, load_results, merge_results, read_results
 
     other = read_results(other_path)
+    check_destination(out, other["mode"])
     results = merge_results(load_results(json_path_for(out), other["mode"]), other)
     report.write_report(results, out)
+    publish(results, out)
+    return results
+
+
+def render(*, out: Path) -> dict[str, Any]:
+    """Rewrite ``out`` and its plot from ``<out>.json`` without measuring or rewriting the JSON."""
+    from oga_core.bench import report  # lazy: the parts import torch; `oga --help` must start fast
+    from oga_core.bench.common import log
+    from oga_core.bench.results import json_path_for, read_results
+
+    if not json_path_for(out).is_file():
+        raise OgaError(f"--render: {json_path_for(out)} does not exist (it is what --render renders from)")
+    results = read_results(json_path_for(out))
+    check_destination(out, results["mode"])
+    written = report.write_page(results, out)
+    log(f"rendered {' and '.join(map(str, written))} from {json_path_for(out)}")
     publish(results, out)
     return results
 
@@ -129,7 +174,9 @@ def merge(other_path: Path, *, out: Path) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     """Entry of ``oga bench`` (see the module docstring)."""
     out = Path(args.out)
-    if args.merge is not None:
+    if args.render:
+        render(out=out)
+    elif args.merge is not None:
         merge(Path(args.merge), out=out)
     else:
         run(parse_parts(args.parts), quick=args.quick, out=out, device=args.device)
