@@ -267,7 +267,8 @@ def _method(part: dict[str, Any]) -> list[str]:
         f"GIVEN (noisy) labels and out-of-sample `pred_probs` from {s['folds']}-fold stratified "
         f"cross-validation of the same CNN (same epochs), as cleanlab's documentation requires; the "
         f"score column is 1 - label quality (self-confidence). The paper's code fed cleanlab the model's "
-        f"PREDICTED labels instead (DESIGN.md), which makes confident learning look worse than it is.",
+        f'PREDICTED labels instead (`docs/architecture.md`, "Benchmarks"), which makes confident learning '
+        f"look worse than it is.",
         "",
         "Scores (higher = more suspicious): "
         + "; ".join(f"{code(c.name)} {c.help}" for c in COLUMNS)
