@@ -1,7 +1,8 @@
 """Training from scratch or fine-tuning, seeded, returning the final-epoch model.
 
 No epoch is picked by looking at held-out accuracy: OGA scores the model a person would actually
-ship, and DESIGN.md counts "max over epochs on the test set" among the paper's faults.
+ship, and docs/architecture.md ("Benchmarks") counts "max over epochs on the test set" among the
+paper's faults.
 """
 
 from __future__ import annotations

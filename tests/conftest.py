@@ -8,7 +8,7 @@ import pytest
 import torch
 
 # CI runs pytest beside a Streamlit server and a browser on 2 cores; two processes each spinning
-# 2 OpenMP threads ran small ops 25-170x slower (DESIGN.md section 4). One thread per process.
+# 2 OpenMP threads ran small ops 25-170x slower (docs/architecture.md). One thread per process.
 torch.set_num_threads(1)
 os.environ.setdefault("OGA_THREADS", "1")
 
