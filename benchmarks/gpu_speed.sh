@@ -2,7 +2,7 @@
 # The speed part of `oga bench` on a CUDA GPU, for the GPU column of docs/benchmarks.md.
 #
 #   OUT=/some/folder bash benchmarks/gpu_speed.sh         # on the GPU machine, from a checkout
-#   oga bench --merge /some/folder/benchmarks.json         # back here: adds the GPU column
+#   oga bench --merge /some/folder/benchmarks.json --out docs/benchmarks.md   # back here: adds the GPU column
 #
 # Needs: python3 with torch (CUDA build), torchvision, numpy, pandas and scikit-learn. Used when
 # present, skipped with a note otherwise: cleanlab (without it the cleanlab pipeline is timed as

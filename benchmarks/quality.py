@@ -13,13 +13,12 @@ probabilities, given labels) and random — and the final-epoch test accuracy af
 
 from _common import parse, save
 
-from oga_core.bench import report
-from oga_core.bench.quality import QualitySettings, run_quality
+from oga_core.bench import quality
+from oga_core.bench.settings import QualitySettings
 from oga_core.train import resolve_device
 
 if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0])
-    settings = QualitySettings.quick() if args.quick else QualitySettings()
-    part = run_quality(settings, resolve_device(args.device))
+    part = quality.run_quality(QualitySettings.for_run(quick=args.quick), resolve_device(args.device))
     save(part, args.json)
-    print(report.render_quality(part, plot_name=None))
+    print(quality.render(part, plot_name=None))

@@ -10,12 +10,12 @@ the markdown table; the logic is ``oga_core.bench.scaling`` (``oga bench --parts
 
 from _common import parse, save
 
-from oga_core.bench import report
-from oga_core.bench.scaling import ScalingSettings, run_scaling
+from oga_core.bench import scaling
+from oga_core.bench.settings import ScalingSettings
 from oga_core.train import resolve_device
 
 if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0])
-    part = run_scaling(ScalingSettings.quick() if args.quick else ScalingSettings(), resolve_device(args.device))
+    part = scaling.run_scaling(ScalingSettings.for_run(quick=args.quick), resolve_device(args.device))
     save(part, args.json)
-    print(report.render_scaling(part))
+    print(scaling.render(part))

@@ -13,13 +13,13 @@ when present (see ``benchmarks/gpu_speed.sh`` for a GPU run).
 
 from _common import parse, save
 
-from oga_core.bench import report
-from oga_core.bench.speed import SpeedSettings, run_speed
+from oga_core.bench import speed
+from oga_core.bench.settings import SpeedSettings
 from oga_core.train import resolve_device
 
 if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0])
     device = resolve_device(args.device)
-    part = run_speed(SpeedSettings.quick() if args.quick else SpeedSettings.full(device.type), device)
+    part = speed.run_speed(SpeedSettings.for_run(quick=args.quick, device_type=device.type), device)
     save(part, args.json)
-    print(report.render_speed({device.type: part}))
+    print(speed.render({device.type: part}))

@@ -16,7 +16,7 @@ from plotly.colors import qualitative
 from oga_core import summaries
 
 COLOR_BY = ("score", "given label", "predicted label", "flagged", "decision")
-# Past this many points one scattergl trace gets sluggish in the browser (DESIGN.md section 6):
+# Past this many points one scattergl trace gets sluggish in the browser (docs/architecture.md, "The map"):
 # draw a density image of everything and markers only for flagged or decided samples.
 MAX_POINTS = 60_000
 DECISION_COLORS = {"undecided": "#b0b7c3", "keep": "#2ca02c", "drop": "#d62728", "relabel": "#1f77b4"}

@@ -6,7 +6,7 @@
     oga export  --data SOURCE --out FILE.csv [--folder DIR]
     oga recover --data SOURCE                   rebuild a damaged decisions database
     oga cache   info | clear [--step STEP]      what the cache holds; free it (decisions stay)
-    oga bench   [--quick]                       detection quality and speed tables
+    oga bench   [--quick | --render]            detection quality, speed, scaling -> oga-bench/
 
 Bad input ends with one line on stderr (``oga: error: ...``) and exit status 2, never a traceback;
 notices that did not stop the work are ``oga: note: ...`` lines. Option names, defaults and help

@@ -230,6 +230,15 @@ def write_mnist_idx(root: Path, pixels: np.ndarray, labels: np.ndarray) -> Path:
     return Path(root)
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a measuring child process (``python -m oga_core.bench...``): this one's,
+    plus ``extra``, with this package's folder first on ``PYTHONPATH`` so the child runs the code
+    the parent runs, whatever the current folder and whatever else is installed."""
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, **extra, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
 def log(message: str) -> None:
     """Progress on stderr (the tables go to stdout / the report)."""
     import sys

@@ -1,185 +1,68 @@
-"""Detection quality: the paper's mislabeled-sample experiment at small scale.
+"""Detection quality: the paper's mislabeled-sample experiment at small scale, and its report.
 
-For every setting (data set, noise kind, noise rate, seed):
+For every setting (data set, noise kind, noise rate, seed) of :class:`QualitySettings`:
 
 1. split the data once, stratified, ``test_fraction`` held out (fixed ``split_seed``: every seed
    and setting sees the same test images);
 2. flip labels of the training part only (``oga_core.noise.flip_labels``, the seed is the noise
    seed), train the small CNN from scratch on the GIVEN labels (the seed is also the model seed);
-3. score every training sample: OGA on the last layer (closed form) and on all layers (hooks),
-   the loss-based baselines, cleanlab's confident learning (out-of-sample ``pred_probs`` from
-   ``folds``-fold cross-validation of the same CNN, fed the GIVEN labels, as its docs require),
-   and seeded random scores;
+3. score every training sample with every column of :mod:`oga_core.bench.columns`: OGA on the
+   last layer (closed form) and on all layers (hooks), the loss-based baselines, and the peers
+   (cleanlab's confident learning on out-of-sample ``pred_probs`` from ``folds``-fold
+   cross-validation of the same CNN, fed the GIVEN labels as its docs require; seeded random);
 4. detection metrics against the truly flipped samples (AUROC, AP, precision/recall at 5% and at
    the true noise count);
 5. drop the top ``budget`` of each retrained score, retrain from scratch with the same seed,
    report the FINAL-epoch test accuracy; plus "none" (no trimming: the model of step 2) and
    "oracle" (drop exactly the flipped samples).
 
-Every run is one dict; runs are written as they finish, so an interrupted full run resumes.
+Every run is one dict (:data:`RUN_SCHEMA`); runs are written as they finish, so an interrupted
+full run resumes. :func:`render`, :func:`plot` and :func:`headline` turn a finished part into the
+report's section, its AUROC figure and README's lines.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from oga_core.bench import verdicts
+from oga_core.bench.aggregate import (
+    Getter,
+    accuracy_value,
+    mean_over_settings,
+    metric_value,
+    setting_label,
+    settings_in_order,
+    stats,
+)
+from oga_core.bench.columns import COLUMNS, FAMILY, NAMES, ROW_NAMES
 from oga_core.bench.common import log, machine_info, now_iso
-from oga_core.data import load_source
+from oga_core.bench.markdown import code, fmt_mean_std, table
+from oga_core.bench.peers import PEERS, PeerInputs, cleanlab_issues
+from oga_core.bench.settings import QualitySettings
+from oga_core.bench.training import Split, accuracy, cross_val_probs, fit, predict_probs, split_data
 from oga_core.detectors import flag_top, score_columns
 from oga_core.evaluate import detection_metrics
-from oga_core.gradients import forward_pass, gradient_stats
-from oga_core.models import build_model
+from oga_core.gradients import gradient_stats
 from oga_core.noise import flip_labels
-from oga_core.train import channel_stats, train
 
-LAST_COLUMNS = ("oga_l1", "oga_l2", "oga_iforest")
-ALL_COLUMNS = ("oga_l1_all", "oga_l2_all", "oga_iforest_all")
-OGA_COLUMNS = LAST_COLUMNS + ALL_COLUMNS
-BASELINE_COLUMNS = ("loss", "el2n", "margin", "cleanlab", "random")
-COLUMNS = OGA_COLUMNS + BASELINE_COLUMNS
+RUN_SCHEMA = 1  # the keys of one run dict (see run_setting); bump when they change
 # Keys of one run's "metrics" entry per column.
 METRICS = ("auroc", "ap", "precision@5%", "recall@5%", "precision@n", "recall@n")
-# The main columns retrained after trimming in the full run: each OGA detector once (all-layer
-# L2 stands for the all-layer family: it is the ghost-norm path), the strongest loss-based baseline
-# of the same forward pass, cleanlab, and random. el2n and margin rank almost like loss; the
-# all-layer L1 and iForest cost an all-layer pass each and add little (see the detection tables).
-MAIN_RETRAIN = ("oga_l1", "oga_l2", "oga_iforest", "oga_l2_all", "loss", "cleanlab", "random")
-RETRAIN_REASON = (
-    "Each run already costs 1 training plus 5 cross-validation trainings on 4/5 of the data (for "
-    "cleanlab), and each retrained column one more; retraining all 11 columns plus the oracle "
-    "would be about 17 training-equivalents per run instead of 13, roughly 30% more time on a "
-    "run that takes hours on 2 CPU cores. So the accuracy table retrains the main columns at "
-    "every setting: each last-layer OGA detector, the all-layer L2 norm (the ghost-norm path), "
-    "the loss (el2n and margin are functions of the same probabilities and rank almost alike), "
-    "cleanlab and random, plus no trimming and the oracle. Trimming 5% when 10-40% of the labels "
-    "are wrong removes at most half of the noise, so accuracy differences are small against the "
-    "seed-to-seed spread; the detection tables, which cover every column at every setting, are "
-    "the sharper measure."
-)
 
 
-@dataclass(frozen=True)
-class QualitySettings:
-    """What the quality part runs. ``epochs`` is the small CNN's product default (12)."""
-
-    datasets: tuple[str, ...] = ("demo:digits", "demo:mnist5k")
-    kinds: tuple[str, ...] = ("symmetric", "pair")
-    rates: tuple[float, ...] = (0.1, 0.2, 0.4)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    model: str = "small_cnn"
-    epochs: int = 12
-    folds: int = 5
-    budget: float = 0.05
-    test_fraction: float = 0.25
-    split_seed: int = 0
-    retrain: tuple[str, ...] = MAIN_RETRAIN
-    batch_size: int = 128
-    lr: float = 2e-3
-
-    @classmethod
-    def quick(cls) -> QualitySettings:
-        """One setting for CI: digits, symmetric 20%, one seed, few epochs."""
-        return cls(
-            datasets=("demo:digits",),
-            kinds=("symmetric",),
-            rates=(0.2,),
-            seeds=(0,),
-            epochs=6,
-            retrain=("oga_l1", "oga_l2", "oga_iforest", "loss", "cleanlab", "random"),
-        )
-
-    def signature(self) -> dict[str, Any]:
-        """Everything that makes two runs comparable (a resumed run must match it)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("datasets", "kinds", "rates", "seeds")}
-
-
-@dataclass
-class Split:
-    """train/test pixels uint8 ``(N, C, H, W)``, clean int64 labels, and the number of classes."""
-
-    train_px: np.ndarray
-    train_y: np.ndarray
-    test_px: np.ndarray
-    test_y: np.ndarray
-    num_classes: int
-
-
-def split_data(source: str, *, test_fraction: float, seed: int) -> Split:
-    """A stratified train/test split of a data source; the same ``seed``, the same split."""
-    from sklearn.model_selection import train_test_split
-
-    ds = load_source(source)
-    px = ds.decode().pixels
-    idx = np.arange(len(ds))
-    tr, te = train_test_split(idx, test_size=test_fraction, stratify=ds.labels, random_state=seed)
-    tr, te = np.sort(tr), np.sort(te)
-    return Split(px[tr], ds.labels[tr], px[te], ds.labels[te], ds.num_classes)
-
-
-def fit(settings: QualitySettings, px: np.ndarray, y: np.ndarray, *, classes: int, seed: int, device: torch.device):
-    """A fresh small CNN (initialised by ``seed``) trained on ``px, y``; final epoch, eval mode."""
-    c, h, _ = px.shape[1:]
-    model = build_model(settings.model, num_classes=classes, in_channels=c, image_size=h, seed=seed)
-    model.set_normalization(*channel_stats(px))
-    train(
-        model, px, y, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=seed, device=device
-    )
-    return model
-
-
-def predict_probs(model, px: np.ndarray, device: torch.device) -> np.ndarray:
-    """Softmax probabilities float64 ``(N, K)``."""
-    logits = forward_pass(model, px, device=device).logits.astype(np.float64)
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    return p / p.sum(1, keepdims=True)
-
-
-def accuracy(model, px: np.ndarray, y: np.ndarray, device: torch.device) -> float:
-    return float((predict_probs(model, px, device).argmax(1) == y).mean())
-
-
-def cross_val_probs(
-    settings: QualitySettings, px: np.ndarray, given: np.ndarray, *, classes: int, seed: int, device: torch.device
-) -> np.ndarray:
-    """Out-of-sample ``pred_probs (N, K)``: each sample predicted by the model that did not train on it."""
-    from sklearn.model_selection import StratifiedKFold
-
-    probs = np.zeros((len(given), classes), dtype=np.float64)
-    folds = StratifiedKFold(n_splits=settings.folds, shuffle=True, random_state=seed)
-    for tr, ho in folds.split(np.zeros(len(given)), given):
-        model = fit(settings, px[tr], given[tr], classes=classes, seed=seed, device=device)
-        probs[ho] = predict_probs(model, px[ho], device)
-    return probs
-
-
-def cleanlab_scores(given: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """cleanlab on the GIVEN labels: (score ``(N,)`` = 1 - label quality, higher = more suspicious;
-    indices ``find_label_issues`` reports, ranked by self-confidence)."""
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
-    quality = get_label_quality_scores(labels=given, pred_probs=pred_probs, method="self_confidence")
-    with warnings.catch_warnings():
-        # "may not flag all label issues in class k": cleanlab's caution for small classes; the
-        # report shows what it did flag, and repeating the warning per class and run adds nothing.
-        warnings.filterwarnings("ignore", message="May not flag all label issues", category=UserWarning)
-        issues = find_label_issues(
-            labels=given, pred_probs=pred_probs, return_indices_ranked_by="self_confidence", n_jobs=1
-        )
-    return 1.0 - quality, np.asarray(issues, dtype=np.int64)
-
-
-def _metrics(table: pd.DataFrame, truth: np.ndarray, budget: float) -> dict[str, dict[str, float]]:
+# -- one run ---------------------------------------------------------------------------------
+def _metrics(scores: pd.DataFrame, truth: np.ndarray, budget: float) -> dict[str, dict[str, float]]:
     """``{column: {metric: value}}`` with k-dependent names made k-independent (``@5%``, ``@n``)."""
-    frame = detection_metrics(table, truth, columns=list(table.columns), budget=budget)
+    frame = detection_metrics(scores, truth, columns=list(scores.columns), budget=budget)
     k_budget, n_bad = max(1, int(round(budget * len(truth)))), int(truth.sum())
     rename = {
         f"precision@{k_budget}": "precision@5%",
@@ -210,30 +93,25 @@ def run_setting(
 
     model = fit(settings, px, given, classes=k, seed=seed, device=device)
     acc_none = accuracy(model, split.test_px, split.test_y, device)
-    last = score_columns(gradient_stats(model, px, given, scope="last", device=device), given, seed=seed)
-    every = score_columns(gradient_stats(model, px, given, scope="all", device=device), given, seed=seed)
-    probs = cross_val_probs(settings, px, given, classes=k, seed=seed, device=device)
-    cl_score, cl_issues = cleanlab_scores(given, probs)
-    table = pd.DataFrame(
-        {
-            **{c: last[c] for c in LAST_COLUMNS},
-            **{f"{c}_all": every[c] for c in LAST_COLUMNS},
-            "loss": last["loss"],
-            "el2n": last["el2n"],
-            "margin": last["margin"],
-            "cleanlab": cl_score,
-            "random": np.random.default_rng(10_000 + seed).random(len(given)),
-        }
+    by_source = {
+        scope: score_columns(gradient_stats(model, px, given, scope=scope, device=device), given, seed=seed)
+        for scope in ("last", "all")
+    }
+    peer = PeerInputs(given, cross_val_probs(settings, px, given, classes=k, seed=seed, device=device), seed)
+    scores = pd.DataFrame(
+        {c.name: PEERS[c.key](peer) if c.source == "peer" else by_source[c.source][c.key] for c in COLUMNS}
     )
-    metrics = _metrics(table, truth, settings.budget)
+    metrics = _metrics(scores, truth, settings.budget)
 
     accuracies: dict[str, float] = {"none": acc_none}
     for col in settings.retrain:
-        accuracies[col] = retrained_accuracy(~flag_top(table[col].to_numpy(), settings.budget))
+        accuracies[col] = retrained_accuracy(~flag_top(scores[col].to_numpy(), settings.budget))
     accuracies["oracle"] = retrained_accuracy(~truth)
 
-    hits = int(truth[cl_issues].sum())
+    issues = cleanlab_issues(peer)
+    hits = int(truth[issues].sum())
     return {
+        "schema": RUN_SCHEMA,
         "dataset": dataset,
         "kind": kind,
         "rate": rate,
@@ -246,13 +124,28 @@ def run_setting(
         "metrics": metrics,
         "test_accuracy": accuracies,
         "cleanlab_find_label_issues": {
-            "flagged": int(len(cl_issues)),
-            "precision": hits / len(cl_issues) if len(cl_issues) else float("nan"),
+            "flagged": int(len(issues)),
+            "precision": hits / len(issues) if len(issues) else float("nan"),
             "recall": hits / max(int(truth.sum()), 1),
         },
-        "cv_accuracy_given": float((probs.argmax(1) == given).mean()),
+        "cv_accuracy_given": float((peer.cv_probs.argmax(1) == given).mean()),
         "seconds": round(time.perf_counter() - start, 2),
     }
+
+
+# -- the part --------------------------------------------------------------------------------
+def _jsonable(obj: Any) -> Any:
+    """Tuples become lists, as they do after a JSON round trip (for signature comparison)."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def signature(settings: QualitySettings) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one: settings, columns, run schema."""
+    return _jsonable({**settings.signature(), "columns": NAMES, "run_schema": RUN_SCHEMA})
 
 
 def run_quality(
@@ -263,14 +156,14 @@ def run_quality(
     checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Every setting of ``settings``; the runs of an interrupted ``previous`` part (same
-    signature, not complete) are reused.
+    :func:`signature`, not complete) are reused.
 
     ``checkpoint(part)`` is called after each run with the part so far (to write it to disk).
-    Returns ``{"settings", "machine", "measured_at", "runs": [run dict, ...], "complete"}``.
+    Returns ``{"settings", "signature", "machine", "measured_at", "runs": [run dict, ...], "complete"}``.
     """
     part: dict[str, Any] = {
-        "settings": {**asdict(settings)},
-        "signature": settings.signature(),
+        "settings": asdict(settings),
+        "signature": signature(settings),
         "machine": machine_info(device),
         "measured_at": now_iso(),
         "runs": [],
@@ -278,14 +171,12 @@ def run_quality(
     }
     done = {}
     # Resume an interrupted run of the same settings; a completed one is measured afresh.
-    if previous and not previous.get("complete") and previous.get("signature") == _jsonable(settings.signature()):
+    if previous and not previous.get("complete") and previous.get("signature") == part["signature"]:
         done = {(r["dataset"], r["kind"], r["rate"], r["seed"]): r for r in previous.get("runs", [])}
         part["measured_at"] = previous.get("measured_at", part["measured_at"])
         if done:
             log(f"quality: resuming an interrupted run ({len(done)} run(s) already done)")
-    todo = [
-        (d, k, r, s) for d in settings.datasets for k in settings.kinds for r in settings.rates for s in settings.seeds
-    ]
+    todo = settings.grid()
     splits: dict[str, Split] = {}
     started = time.perf_counter()
     fresh = 0
@@ -310,54 +201,226 @@ def run_quality(
     return part
 
 
-def _jsonable(obj: Any) -> Any:
-    """Tuples become lists, as they do after a JSON round trip (for signature comparison)."""
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
+# -- the report section ----------------------------------------------------------------------
+TABLES = (  # (heading, metric key) of the detection tables, in page order
+    ("AUROC", "auroc"),
+    ("Average precision", "ap"),
+    ("Precision at k = 5% of the training set", "precision@5%"),
+    ("Recall at k = 5% of the training set", "recall@5%"),
+    ("Precision at k = the true noise count (equals recall at that k)", "precision@n"),
+)
+RETRAIN_REASON = (
+    "Each run already costs 1 training plus 5 cross-validation trainings on 4/5 of the data (for "
+    "cleanlab), and each retrained column one more; retraining all 11 columns plus the oracle "
+    "would be about 17 training-equivalents per run instead of 13, roughly 30% more time on a "
+    "run that takes hours on 2 CPU cores. So the accuracy table retrains the main columns at "
+    "every setting: each last-layer OGA detector, the all-layer L2 norm (the ghost-norm path), "
+    "the loss (el2n and margin are functions of the same probabilities and rank almost alike), "
+    "cleanlab and random, plus no trimming and the oracle. Trimming 5% when 10-40% of the labels "
+    "are wrong removes at most half of the noise, so accuracy differences are small against the "
+    "seed-to-seed spread; the detection tables, which cover every column at every setting, are "
+    "the sharper measure."
+)
 
 
-# -- aggregation (used by the report and the scripts) -----------------------------------------
-def setting_label(dataset: str, kind: str, rate: float) -> str:
-    """``digits sym 20%``: a short column header."""
-    short = {"symmetric": "sym", "pair": "pair"}.get(kind, kind)
-    return f"{dataset.removeprefix('demo:')} {short} {rate:.0%}"
-
-
-def aggregate(
-    part: dict[str, Any], value: Callable[[dict[str, Any], str], float | None], columns: tuple[str, ...]
-) -> pd.DataFrame:
-    """Mean and std over seeds of ``value(run, column)``: a frame indexed by (setting, column) with
-    columns mean, std, n (missing values are skipped)."""
+def score_table(part: dict[str, Any], value: Getter, columns: tuple[str, ...]) -> str:
+    """Rows = score columns, columns = settings; mean ± std over seeds; the best mean of each
+    setting in bold; last, the verdict row "best OGA - best baseline"."""
+    settings = settings_in_order(part)
+    cells = stats(part, value, columns)
+    best = verdicts.best_means(cells, settings, columns)
     rows = []
-    for run in part.get("runs", []):
-        for col in columns:
-            v = value(run, col)
-            if v is not None and np.isfinite(v):
-                rows.append({"setting": (run["dataset"], run["kind"], run["rate"]), "column": col, "value": float(v)})
-    if not rows:
-        return pd.DataFrame(columns=["mean", "std", "n"])
-    frame = pd.DataFrame(rows)
-    out = frame.groupby(["setting", "column"], sort=False)["value"].agg(["mean", "std", "count"])
-    return out.rename(columns={"count": "n"}).fillna({"std": 0.0})
+    for col in columns:
+        if not any((s, col) in cells for s in settings):
+            continue
+        row = []
+        for s in settings:
+            text = fmt_mean_std(cells.get((s, col)))
+            row.append(f"**{text}**" if verdicts.is_best(cells, best, s, col) else text)
+        rows.append([ROW_NAMES.get(col, code(col))] + row)
+    gaps = verdicts.gap_cells(cells, settings, columns)
+    if gaps is not None:
+        rows.append(["best OGA - best baseline"] + gaps)
+    return table(["score"] + [setting_label(*s) for s in settings], rows)
 
 
-def metric_value(metric: str) -> Callable[[dict[str, Any], str], float | None]:
-    """Getter of one detection metric of one column from a run."""
-    return lambda run, col: run["metrics"].get(col, {}).get(metric)
+def _method(part: dict[str, Any]) -> list[str]:
+    """The paragraphs that say what was run: data, noise, seeds, model, cleanlab, the columns."""
+    s, runs = part["settings"], part["runs"]
+    sizes: dict[str, tuple[int, int]] = {}
+    for r in runs:
+        sizes.setdefault(r["dataset"], (r["n_train"], r["n_test"]))
+    data_text = ", ".join(f"`{d}` ({tr:,} train / {te:,} test)" for d, (tr, te) in sizes.items())
+    return [
+        f"The paper's mislabeled-sample experiment at small scale. Data: {data_text}, split once "
+        f"(stratified, {s['test_fraction']:.0%} held out, split seed {s['split_seed']}). Noise: "
+        f"{', '.join(s['kinds'])} at {', '.join(f'{r:.0%}' for r in s['rates'])} of the training labels "
+        f"(`oga_core.noise.flip_labels`: symmetric = a uniformly random other class, pair = class k -> "
+        f"k+1), the test labels stay clean. Seeds {', '.join(map(str, s['seeds']))}: each seed is both the "
+        f"noise seed and the model seed. Model: `{s['model']}` trained from scratch for {s['epochs']} "
+        f"epochs (Adam, lr {s['lr']}, batch {s['batch_size']}, cosine schedule), final epoch, no "
+        f"early stopping. Completed runs: {len(runs)}"
+        + ("" if part.get("complete") else " (the run was interrupted: partial)")
+        + ".",
+        "",
+        f"cleanlab: `cleanlab.filter.find_label_issues` / `cleanlab.rank.get_label_quality_scores` fed the "
+        f"GIVEN (noisy) labels and out-of-sample `pred_probs` from {s['folds']}-fold stratified "
+        f"cross-validation of the same CNN (same epochs), as cleanlab's documentation requires; the "
+        f"score column is 1 - label quality (self-confidence). The paper's code fed cleanlab the model's "
+        f'PREDICTED labels instead (`docs/architecture.md`, "Benchmarks"), which makes confident learning '
+        f"look worse than it is.",
+        "",
+        "Scores (higher = more suspicious): "
+        + "; ".join(f"{code(c.name)} {c.help}" for c in COLUMNS)
+        + ". Every metric is against the truly flipped samples; mean ± std over seeds; the best "
+        "non-reference mean of each setting in bold.",
+        "",
+    ]
 
 
-def accuracy_value(run: dict[str, Any], col: str) -> float | None:
-    return run["test_accuracy"].get(col)
+def _cleanlab_choice(part: dict[str, Any]) -> str:
+    """How many samples cleanlab's own ``find_label_issues`` flags per setting, and how right."""
+    rows = []
+    for setting in settings_in_order(part):
+        picked = [r for r in part["runs"] if (r["dataset"], r["kind"], r["rate"]) == setting]
+        fl = [r["cleanlab_find_label_issues"] for r in picked]
+        rows.append(
+            [
+                setting_label(*setting),
+                f"{np.mean([r['n_noisy'] for r in picked]):,.0f}",
+                f"{np.mean([f['flagged'] for f in fl]):,.0f}",
+                f"{np.nanmean([f['precision'] for f in fl]):.3f}",
+                f"{np.mean([f['recall'] for f in fl]):.3f}",
+                f"{np.mean([r['cv_accuracy_given'] for r in picked]):.3f}",
+            ]
+        )
+    return table(["setting", "flipped", "flagged", "precision", "recall", "CV accuracy on given labels"], rows)
 
 
-def settings_in_order(part: dict[str, Any]) -> list[tuple[str, str, float]]:
-    """The (data set, kind, rate) settings present, in the order they were run."""
-    seen: list[tuple[str, str, float]] = []
-    for run in part.get("runs", []):
-        key = (run["dataset"], run["kind"], run["rate"])
-        if key not in seen:
-            seen.append(key)
-    return seen
+def render(part: dict[str, Any] | None, *, plot_name: str | None) -> str:
+    """The "Detection quality" section; ``plot_name`` is the AUROC figure beside the page, if any."""
+    if not part or not part.get("runs"):
+        return "## Detection quality\n\nNot measured in this run.\n"
+    s = part["settings"]
+    retrained = tuple(s["retrain"])
+    out = ["## Detection quality", "", *_method(part)]
+    if plot_name:
+        out += [f"![AUROC against noise rate, per score]({plot_name})", ""]
+    for title, metric in TABLES:
+        out += [f"### {title}", "", score_table(part, metric_value(metric), NAMES), ""]
+    out += [
+        f"### Test accuracy after dropping the top {s['budget']:.0%} and retraining from scratch",
+        "",
+        f"Final-epoch accuracy on the clean test split; same seed, epochs and settings as the first "
+        f"model. Retrained columns: {', '.join(code(c) for c in retrained)}. Why not every column: "
+        f"{RETRAIN_REASON}",
+        "",
+        score_table(part, accuracy_value, ("none", *retrained, "oracle")),
+        "",
+        "### cleanlab's own choice (`find_label_issues`, default `prune_by_noise_rate`)",
+        "",
+        "It picks its own number of issues, so it is not a top-k: how many it flags and how right they are.",
+        "",
+        _cleanlab_choice(part),
+        "",
+        "### Where OGA does not win (computed from the tables above)",
+        "",
+        *verdicts.quality_losses(part, retrained=retrained),
+        "",
+    ]
+    return "\n".join(out)
+
+
+# -- the figure ------------------------------------------------------------------------------
+# tab20 entries per column: OGA warm/purple (darker = all layers), baselines blue/green/grey.
+PLOT_COLORS = {
+    "oga_l1": 6,
+    "oga_l2": 2,
+    "oga_iforest": 8,
+    "oga_l1_all": 7,
+    "oga_l2_all": 3,
+    "oga_iforest_all": 9,
+    "loss": 0,
+    "el2n": 18,
+    "margin": 4,
+    "cleanlab": 16,
+}
+PLOT_STYLES = {"oga": "-", "reference": ":"}  # baselines dashed
+
+
+def plot(part: dict[str, Any], path: Path) -> bool:
+    """AUROC against noise rate, one panel per (data set, noise kind), one line per column; PNG.
+    False (and no file) when matplotlib is missing or there is nothing to plot."""
+    try:  # lazy: matplotlib is optional (the bench extra) and slow to import
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    settings = settings_in_order(part)
+    if not settings:
+        return False
+    cells = stats(part, metric_value("auroc"), NAMES)
+    datasets = list(dict.fromkeys(d for d, _, _ in settings))
+    kinds = list(dict.fromkeys(k for _, k, _ in settings))
+    fig, axes = plt.subplots(
+        len(datasets), len(kinds), figsize=(4.6 * len(kinds) + 2.2, 3.4 * len(datasets)), squeeze=False, sharex=True
+    )
+    palette = plt.get_cmap("tab20").colors
+    unused = [i for i in (10, 12, 14, 1, 5, 11, 13, 15, 17, 19) if i not in PLOT_COLORS.values()]
+    for row, dataset in enumerate(datasets):
+        for col_i, kind in enumerate(kinds):
+            ax = axes[row][col_i]
+            rates = [r for d, k, r in settings if (d, k) == (dataset, kind)]
+            for n_col, col in enumerate(NAMES):
+                pts = [(r, cells[((dataset, kind, r), col)]) for r in rates if ((dataset, kind, r), col) in cells]
+                if not pts:
+                    continue
+                if FAMILY[col] == "reference":
+                    color = "0.5"
+                else:  # a column added later gets a free colour
+                    color = palette[PLOT_COLORS.get(col, unused[n_col % len(unused)])]
+                ax.errorbar(
+                    [100 * r for r, _ in pts],
+                    [m for _, (m, _, _) in pts],
+                    yerr=[sd for _, (_, sd, _) in pts],
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    linestyle=PLOT_STYLES.get(FAMILY[col], "--"),
+                    color=color,
+                    label=col,
+                )
+            ax.set_title(f"{dataset.removeprefix('demo:')}, {kind} noise", fontsize=10)
+            ax.grid(alpha=0.3)
+            if row == len(datasets) - 1:
+                ax.set_xlabel("flipped training labels (%)")
+            if col_i == 0:
+                ax.set_ylabel("AUROC (mean ± std)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# -- README ----------------------------------------------------------------------------------
+HEADLINE_ACCURACY = ("none", "oga_l1", "oga_l2", "cleanlab", "oracle")
+
+
+def headline(part: dict[str, Any] | None) -> list[str]:
+    """README's quality lines: mean AUROC per column, mean accuracy after trimming."""
+    if not part or not part.get("runs"):
+        return []
+    settings = settings_in_order(part)
+    auroc = mean_over_settings(stats(part, metric_value("auroc"), NAMES), settings, NAMES)
+    acc = mean_over_settings(stats(part, accuracy_value, HEADLINE_ACCURACY), settings, HEADLINE_ACCURACY)
+    return [
+        f"- Detection of flipped labels, AUROC averaged over {len(settings)} settings "
+        f"({len(part['runs'])} runs): " + ", ".join(f"{code(c)} {v:.3f}" for c, v in verdicts.ranked(auroc)) + ".",
+        f"- Test accuracy after dropping the top {part['settings']['budget']:.0%} and retraining, averaged over "
+        "settings: " + ", ".join(f"{ROW_NAMES.get(c, code(c))} {v:.3f}" for c, v in acc.items()) + ".",
+    ]

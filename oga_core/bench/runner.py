@@ -1,18 +1,25 @@
 """``oga bench``: what OGA is for, measured — detection quality, speed and memory, scaling.
 
-    oga bench [--quick] [--parts quality,speed,scaling] [--device auto|cpu|cuda] [--out docs/benchmarks.md]
-    oga bench --merge OTHER.json [--out docs/benchmarks.md]
+    oga bench [--quick] [--parts quality,speed,scaling] [--device auto|cpu|cuda] [--out FILE.md]
+    oga bench --merge OTHER.json [--out FILE.md]
+    oga bench --render [--out FILE.md]
 
 Writes ``<out>.json`` (every raw number), ``<out>`` (markdown generated from that JSON, never by
-hand) and ``<out stem>_auroc.png`` beside it. A run of some parts merges into the existing JSON of
-the same mode (quick or full); the speed part is stored per device type, so a GPU run (made
-elsewhere, e.g. ``benchmarks/gpu_speed.sh``) adds a GPU column with ``--merge``. A full run whose
-report is ``docs/benchmarks.md`` also refreshes README's block between ``<!-- oga-bench:start -->``
-and ``<!-- oga-bench:end -->``.
+hand) and ``<out stem>_auroc.png`` beside it; ``--out`` defaults to ``oga-bench/benchmarks.md``
+under the current folder, for every run, so a run never touches a checkout's files unasked.
+
+The committed report is ``docs/benchmarks.md`` (any ``--out`` in a folder named ``docs``): only a
+full run writes there, and a full run, merge or render there also refreshes README's block
+between ``<!-- oga-bench:start -->`` and ``<!-- oga-bench:end -->`` (README beside ``docs/``). A
+quick run, or a merge or render of quick results, into ``docs/`` is refused with one line.
+
+``--render`` measures nothing: it rewrites the page and plot from ``<out>.json`` as it is (the JSON
+is not rewritten), so a change of the renderer regenerates ``docs/benchmarks.md``.
 
 Modules: :mod:`~oga_core.bench.quality`, :mod:`~oga_core.bench.speed`,
-:mod:`~oga_core.bench.scaling` (each runnable on its own through ``benchmarks/*.py``),
-:mod:`~oga_core.bench.report` (markdown, plot, README block), :mod:`~oga_core.bench.common`.
+:mod:`~oga_core.bench.scaling` (each measures, renders its section and its README lines; each is
+runnable on its own through ``benchmarks/*.py``), :mod:`~oga_core.bench.report` (the page, the
+files, README), :mod:`~oga_core.bench.results` (the JSON), :mod:`~oga_core.bench.verdicts`.
 """
 
 from __future__ import annotations
@@ -24,20 +31,32 @@ from typing import Any
 from oga_core.errors import OgaError
 
 PARTS = ("quality", "speed", "scaling")
-SCHEMA = 1
+DEFAULT_OUT = Path("oga-bench/benchmarks.md")
 
 
 def add_arguments(b: argparse.ArgumentParser) -> None:
     """The options of ``oga bench``."""
-    b.add_argument("--quick", action="store_true", help="one small setting (for CI): a few minutes on 2 CPU cores")
-    b.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="markdown report to write")
-    b.add_argument("--device", default="auto")
-    b.add_argument("--parts", default="quality,speed,scaling", help="comma-separated subset of quality,speed,scaling")
     b.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"markdown report to write, with its .json and plot beside it (default {DEFAULT_OUT}); "
+        "--out docs/benchmarks.md: the committed report and README's block (full runs only)",
+    )
+    b.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    b.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    mode = b.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="one small setting (for CI): a few minutes on 2 CPU cores")
+    mode.add_argument(
         "--merge",
         type=Path,
         metavar="JSON",
         help="merge another run's results (e.g. a GPU speed run) into --out's, then rewrite the report",
+    )
+    mode.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: rewrite --out and its plot from --out's .json (after a change of the renderer)",
     )
 
 
@@ -50,117 +69,115 @@ def parse_parts(text: str) -> list[str]:
     return parts
 
 
-def json_path_for(out: Path) -> Path:
-    return Path(out).with_suffix(".json")
+# -- where results may go --------------------------------------------------------------------
+def is_committed(out: Path) -> bool:
+    """Whether ``out`` is a committed report: a page in a folder named ``docs``."""
+    return Path(out).resolve().parent.name == "docs"
 
 
-def load_results(path: Path, mode: str) -> dict[str, Any]:
-    """The results already at ``path`` if they are of the same ``mode``, else an empty set."""
-    from oga_core.bench.common import log
-    from oga_core.store import read_json
-
-    fresh = {"schema": SCHEMA, "mode": mode, "speed": {}}
-    if not path.is_file():
-        return fresh
-    try:
-        old = read_json(path)
-    except (OSError, ValueError):
-        log(f"{path} is not readable JSON: starting a new results file")
-        return fresh
-    if old.get("mode") != mode or old.get("schema") != SCHEMA:
-        log(f"{path} holds {old.get('mode')} results; this is a {mode} run: starting a new results file")
-        return fresh
-    old.setdefault("speed", {})
-    return old
-
-
-def merge_results(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """Overlay ``other``'s parts on ``into`` (speed per device type); OgaError across modes."""
-    if other.get("mode") != into.get("mode"):
+def check_destination(out: Path, mode: str) -> None:
+    """OgaError unless ``mode`` results may be written to ``out``: quick ones never go to docs/."""
+    if mode != "full" and is_committed(out):
         raise OgaError(
-            f"cannot merge {other.get('mode')} results into {into.get('mode')} results (run both in the same mode)"
+            f"--out {out}: {mode} results never replace the committed report in docs/ (full runs only); "
+            f"leave --out at its default ({DEFAULT_OUT}) or choose a folder not named docs"
         )
-    for part in ("quality", "scaling"):
-        if other.get(part):
-            into[part] = other[part]
-    for device, speed in (other.get("speed") or {}).items():
-        into.setdefault("speed", {})[device] = speed
-    return into
 
 
-def write_report(results: dict[str, Any], out: Path) -> None:
-    """``out`` (markdown), ``<out>.json`` and the plot; README's block after a full run into docs/."""
-    from oga_core.bench import report
-    from oga_core.bench.common import log, now_iso
-    from oga_core.store import write_json
+def publish(results: dict[str, Any], out: Path) -> None:
+    """README's block from full results whose report is committed (README beside ``docs/``)."""
+    from oga_core.bench import report  # lazy: the parts import torch; `oga --help` must start fast
+    from oga_core.bench.common import log
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    results["updated_at"] = now_iso()
-    json_path = json_path_for(out)
-    write_json(json_path, results)
-    plot = out.with_name(f"{out.stem}_auroc.png")
-    has_plot = bool(results.get("quality")) and report.plot_quality(results["quality"], plot)
-    out.write_text(report.render(results, plot_name=plot.name if has_plot else None, json_name=json_path.name))
-    log(f"wrote {out} and {json_path}" + (f" and {plot}" if has_plot else ""))
-    readme = out.resolve().parent.parent / "README.md"
-    if results.get("mode") == "full" and out.parent.name == "docs":
-        link = f"{out.parent.name}/{out.name}"
-        if report.update_readme(readme, report.headline(results, link)):
-            log(f"updated the benchmark block of {readme}")
+    if results.get("mode") != "full" or not is_committed(out):
+        return
+    readme = Path(out).resolve().parent.parent / "README.md"
+    link = f"{Path(out).resolve().parent.name}/{Path(out).name}"
+    if report.update_readme(readme, report.headline(results, link)):
+        log(f"updated the benchmark block of {readme}")
 
 
+# -- the three ways to run -------------------------------------------------------------------
 def run(parts: list[str], *, quick: bool, out: Path, device: str = "auto") -> dict[str, Any]:
-    """Run ``parts`` and write the report; returns the (merged) results."""
+    """Measure ``parts`` and write the report after each (a crash keeps what was measured);
+    returns the (merged) results."""
+    mode = "quick" if quick else "full"
+    check_destination(out, mode)  # before anything slow
+    # lazy: these import torch; `oga --help` must start fast
     import torch
 
+    from oga_core.bench import report
     from oga_core.bench.common import log
+    from oga_core.bench.quality import run_quality
+    from oga_core.bench.results import json_path_for, load_results
+    from oga_core.bench.scaling import run_scaling
+    from oga_core.bench.settings import QualitySettings, ScalingSettings, SpeedSettings
+    from oga_core.bench.speed import run_speed
     from oga_core.train import resolve_device
 
     dev = resolve_device(device)
-    mode = "quick" if quick else "full"
-    json_path = json_path_for(out)
-    results = load_results(json_path, mode)
+    results = load_results(json_path_for(out), mode)
     log(f"{mode} run of {', '.join(parts)} on {dev} with {torch.get_num_threads()} torch thread(s)")
-    if "quality" in parts:
-        from oga_core.bench.quality import QualitySettings, run_quality
 
-        settings = QualitySettings.quick() if quick else QualitySettings()
+    def save() -> None:
+        report.write_report(results, out)
+
+    if "quality" in parts:
 
         def checkpoint(part: dict[str, Any]) -> None:  # an interrupted run resumes from here
             results["quality"] = part
-            write_report(results, out)
+            save()
 
-        results["quality"] = run_quality(settings, dev, previous=results.get("quality"), checkpoint=checkpoint)
-        write_report(results, out)
+        grid = QualitySettings.for_run(quick=quick)
+        results["quality"] = run_quality(grid, dev, previous=results.get("quality"), checkpoint=checkpoint)
+        save()
     if "speed" in parts:
-        from oga_core.bench.speed import SpeedSettings, run_speed
-
-        results.setdefault("speed", {})[dev.type] = run_speed(
-            SpeedSettings.quick() if quick else SpeedSettings.full(dev.type), dev
-        )
-        write_report(results, out)
+        cases = SpeedSettings.for_run(quick=quick, device_type=dev.type)
+        results.setdefault("speed", {})[dev.type] = run_speed(cases, dev)
+        save()
     if "scaling" in parts:
-        from oga_core.bench.scaling import ScalingSettings, run_scaling
+        results["scaling"] = run_scaling(ScalingSettings.for_run(quick=quick), dev)
+        save()
+    publish(results, out)
+    return results
 
-        results["scaling"] = run_scaling(ScalingSettings.quick() if quick else ScalingSettings(), dev)
-        write_report(results, out)
+
+def merge(other_path: Path, *, out: Path) -> dict[str, Any]:
+    """Merge the results at ``other_path`` into ``out``'s and write the report."""
+    from oga_core.bench import report  # lazy: the parts import torch; `oga --help` must start fast
+    from oga_core.bench.results import json_path_for, load_results, merge_results, read_results
+
+    other = read_results(other_path)
+    check_destination(out, other["mode"])
+    results = merge_results(load_results(json_path_for(out), other["mode"]), other)
+    report.write_report(results, out)
+    publish(results, out)
+    return results
+
+
+def render(*, out: Path) -> dict[str, Any]:
+    """Rewrite ``out`` and its plot from ``<out>.json`` without measuring or rewriting the JSON."""
+    from oga_core.bench import report  # lazy: the parts import torch; `oga --help` must start fast
+    from oga_core.bench.common import log
+    from oga_core.bench.results import json_path_for, read_results
+
+    if not json_path_for(out).is_file():
+        raise OgaError(f"--render: {json_path_for(out)} does not exist (it is what --render renders from)")
+    results = read_results(json_path_for(out))
+    check_destination(out, results["mode"])
+    written = report.write_page(results, out)
+    log(f"rendered {' and '.join(map(str, written))} from {json_path_for(out)}")
+    publish(results, out)
     return results
 
 
 def main(args: argparse.Namespace) -> int:
     """Entry of ``oga bench`` (see the module docstring)."""
-    from oga_core.store import read_json
-
     out = Path(args.out)
-    merge = getattr(args, "merge", None)
-    if merge is not None:
-        merge = Path(merge)
-        if not merge.is_file():
-            raise OgaError(f"--merge {merge}: no such file")
-        other = read_json(merge)
-        results = load_results(json_path_for(out), other.get("mode", "full"))
-        write_report(merge_results(results, other), out)
-        return 0
-    run(parse_parts(args.parts), quick=args.quick, out=out, device=args.device)
+    if args.render:
+        render(out=out)
+    elif args.merge is not None:
+        merge(Path(args.merge), out=out)
+    else:
+        run(parse_parts(args.parts), quick=args.quick, out=out, device=args.device)
     return 0

@@ -7,6 +7,7 @@ the command's, stage times come from its ``run.json``, the peak memory is the ch
 (``VmHWM`` at exit). Training is ``epochs`` epochs (1 by default: its cost is linear in epochs; the
 point is the growth with N). The UMAP map of the model's features is timed separately in another
 process that loads the analysis from the cache, after a small warm-up fit that pays numba's JIT.
+:func:`render` and :func:`headline` turn the part into the report's section and README's line.
 """
 
 from __future__ import annotations
@@ -17,25 +18,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from oga_core.bench.common import log, machine_info, now_iso, synthetic_images, write_mnist_idx
-
-
-@dataclass(frozen=True)
-class ScalingSettings:
-    sizes: tuple[int, ...] = (5_000, 20_000, 100_000)
-    epochs: int = 1
-    umap: bool = True
-
-    @classmethod
-    def quick(cls) -> ScalingSettings:
-        """2,000 samples, no UMAP (its first fit in a process pays ~15 s of numba JIT): a smoke test."""
-        return cls(sizes=(2_000,), umap=False)
+from oga_core.bench.common import child_env, log, machine_info, now_iso, synthetic_images, write_mnist_idx
+from oga_core.bench.markdown import fmt_num, fmt_ratio, table
+from oga_core.bench.settings import ScalingSettings
 
 
 def _run_child(cmd: list[str], env: dict[str, str], log_path: Path, timeout: float = 7200) -> tuple[int, float]:
@@ -70,7 +61,7 @@ def measure_size(n: int, settings: ScalingSettings, device: torch.device, work: 
     """``oga analyze`` on ``n`` synthetic images, then (if asked) the UMAP map; one dict."""
     root = write_mnist_idx(work / f"data{n}", *synthetic_images(n, (1, 28, 28), seed=1))
     home = work / f"home{n}"
-    env = {**os.environ, "OGA_HOME": str(home), "OGA_THREADS": str(torch.get_num_threads())}
+    env = child_env(OGA_HOME=str(home), OGA_THREADS=str(torch.get_num_threads()))
     out_dir = work / f"out{n}"
     spec = json.dumps(
         {"data": f"torchvision:MNIST:{root}", "epochs": settings.epochs, "device": device.type, "out": str(out_dir)}
@@ -155,6 +146,77 @@ def _analyze_main(spec_text: str) -> int:
     write_results(analysis, Path(spec["out"]))
     print(json.dumps({"peak_rss_mib": peak_rss_mib()}), flush=True)
     return 0
+
+
+# -- the report section ----------------------------------------------------------------------
+def _row(s: dict[str, Any], first: dict[str, Any] | None) -> list[str]:
+    """One size: wall time, growth against the first size, per 1k samples, stages, memory, UMAP."""
+    if "error" in s:
+        return [f"{s['n']:,}", f"failed: {s['error']}"] + [""] * 8
+    g = s["stages"]
+    per_k = s["analyze_wall_seconds"] / s["n"] * 1000
+    growth = s["analyze_wall_seconds"] / first["analyze_wall_seconds"] if first else None
+    stages = (g.get("data", 0) + g.get("decode", 0), g.get("train"), g.get("gradients"), g.get("scores"))
+    return [
+        f"{s['n']:,}",
+        f"{fmt_num(s['analyze_wall_seconds'])} s",
+        f"{fmt_ratio(growth)} for {s['n'] / first['n']:.3g}x data" if first else "-",
+        f"{fmt_num(per_k)} s",
+        " / ".join(fmt_num(x) for x in stages),
+        f"{fmt_num(s['analyze_peak_rss_mib'])} MiB",
+        f"{fmt_num(s.get('umap_seconds'))} s" if "umap_seconds" in s else s.get("umap_error", "not measured"),
+        f"{fmt_num(s.get('umap_extra_mib'))} MiB" if "umap_extra_mib" in s else "-",
+    ]
+
+
+def render(part: dict[str, Any] | None) -> str:
+    """The "Scaling" section."""
+    if not part or not part.get("sizes"):
+        return "## Scaling\n\nNot measured in this run.\n"
+    st = part["settings"]
+    first = next((s for s in part["sizes"] if "error" not in s), None)
+    header = [
+        "samples",
+        "`oga analyze` wall",
+        "growth",
+        "per 1k samples",
+        "data / train / gradients / scores (s)",
+        "peak RSS",
+        "UMAP map",
+        "UMAP extra memory",
+    ]
+    return "\n".join(
+        [
+            "## Scaling",
+            "",
+            f"`oga analyze --data torchvision:MNIST:ROOT --epochs {st['epochs']}` on synthetic 1x28x28 "
+            "images written as MNIST files, one fresh process per size (so the wall time includes "
+            "starting Python and importing torch). Stage seconds come from the command's `run.json`; "
+            "peak memory is the process's peak RSS. Training is "
+            f"{st['epochs']} epoch(s) of the small CNN (linear in epochs). The UMAP map of the model's "
+            "features is timed in a separate process after a warm-up fit that pays numba's JIT; its "
+            "memory is the peak RSS above the process's resident set before the map.",
+            "",
+            table(header, [_row(s, first) for s in part["sizes"]]),
+            "",
+        ]
+    )
+
+
+def headline(part: dict[str, Any] | None) -> list[str]:
+    """README's scaling line: seconds and peak memory of ``oga analyze`` per size."""
+    done = [s for s in (part or {}).get("sizes", []) if "error" not in s]
+    if not done:
+        return []
+    epochs = part["settings"]["epochs"]
+    return [
+        f"- `oga analyze` ({epochs} epoch{'' if epochs == 1 else 's'}): "
+        + "; ".join(
+            f"{s['n']:,} samples {fmt_num(s['analyze_wall_seconds'])} s, {fmt_num(s['analyze_peak_rss_mib'])} MiB"
+            for s in done
+        )
+        + "."
+    ]
 
 
 if __name__ == "__main__":

@@ -1,23 +1,22 @@
-"""Speed and memory: OGA's scoring against what it replaces, as ratios measured in one process.
+"""Speed and memory: OGA's scoring against what it replaces, as ratios measured in one process,
+and the report's section on them.
 
-Per model (the small CNN on 1x28x28 images, ResNet-18 on 3x32x32; synthetic images, so the CPU
-and GPU columns see identical data and nothing beyond torch, numpy, pandas and scikit-learn is
-needed), on ``n`` samples:
+Per model case (:class:`~oga_core.bench.settings.ModelCase`: the small CNN on 1x28x28 images,
+ResNet-18 on 3x32x32; synthetic images, so the CPU and GPU columns see identical data and nothing
+beyond torch, numpy, pandas and scikit-learn is needed), on ``n`` samples:
 
 * baselines: one inference pass (``model(x)`` in batches, logits to host) and one training epoch;
 * OGA: last-layer L1/L2 (closed form: a forward pass), all last-layer scores (+ Isolation Forest
   and the loss baselines), all-layer ghost norms (``want_l1=False``: pure ghost norms), and the
   product's all-layer path (L1 + count sketch + every score);
-* references: the paper's per-sample autograd loop (``torch.autograd.grad`` one sample at a time)
-  and ``torch.func.vmap(grad)``, each for all parameters and for the head only, timed on
-  ``n_loop`` / ``n_vmap`` samples and scaled to ``n`` (they are linear in n);
-* whole pipelines: OGA (one training + last-layer scores) vs cleanlab (``folds`` trainings on
-  ``(folds-1)/folds`` of the data for out-of-sample probabilities + ``find_label_issues``), the same
-  number of epochs each;
-* peak memory of a training epoch and of the ghost-norm pass (CPU: a fresh subprocess per
-  measurement, peak RSS above the RSS after set-up; CUDA: ``max_memory_allocated`` above the
-  allocation before);
-* the cache: a cold ``analyze``, the identical second call, and a change of detector only.
+* references (:mod:`~oga_core.bench.references`): the paper's per-sample autograd loop and
+  ``torch.func.vmap(grad)``, each for all parameters and for the head only, timed on ``n_loop`` /
+  ``n_vmap`` samples and scaled to ``n`` (they are linear in n), each paired with OGA's
+  counterpart timed right after on the same samples;
+* whole pipelines: OGA (one training + last-layer scores) vs cleanlab (``folds`` trainings +
+  ``find_label_issues``), the same number of epochs each;
+* peak memory of a training epoch and of the ghost-norm pass (:mod:`~oga_core.bench.memory`);
+* the cache (:mod:`~oga_core.bench.cache_timing`).
 
 Fast steps: median of ``repeats`` runs after a warm-up run. Slow references and pipelines: one
 run after the code paths were warmed by the fast steps.
@@ -26,195 +25,39 @@ run after the code paths were warmed by the fast steps.
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 
-from oga_core.bench.common import log, machine_info, now_iso, peak_memory, ratio, sync, synthetic_images, timed
+from oga_core.bench import verdicts
+from oga_core.bench.cache_timing import measure_cache
+from oga_core.bench.common import log, machine_info, now_iso, ratio, timed
+from oga_core.bench.markdown import fmt_num, fmt_ratio, table
+from oga_core.bench.memory import measure_memory
+from oga_core.bench.references import cleanlab_pipeline, oga_pipeline, reference_seconds
+from oga_core.bench.settings import ModelCase, SpeedSettings
+from oga_core.bench.workload import case_data, case_model, inference_pass
+from oga_core.detectors import score_columns
 from oga_core.gradients import (
     all_layer_norms,
     forward_pass,
     gradient_stats,
     last_layer_norms,
-    norms_of,
     per_sample_gradients_loop,
     per_sample_gradients_vmap,
 )
-from oga_core.models import Classifier, build_model
-from oga_core.train import channel_stats, to_float, train
-
-MEMORY_KINDS = ("train_epoch", "ghost_all", "inference", "last_norms")
+from oga_core.train import train
 
 
-@dataclass(frozen=True)
-class ModelCase:
-    """One model's speed case: ``n`` samples of ``shape``; references on ``n_loop`` / ``n_vmap``."""
-
-    model: str
-    shape: tuple[int, int, int]
-    n: int
-    n_loop: int
-    n_vmap: int
-    vmap_chunk: int
-    all_scores: bool = True  # time the product's all-layer path (L1 + sketch + every score) too
-    n_all: int | None = None  # ... on this many samples (scaled to n; it is the slowest path), None: n
-    pipelines: bool = True  # time OGA's and cleanlab's whole pipelines (K + 1 trainings)
-
-
-@dataclass(frozen=True)
-class SpeedSettings:
-    cases: tuple[ModelCase, ...] = (
-        ModelCase("small_cnn", (1, 28, 28), n=5000, n_loop=1000, n_vmap=1000, vmap_chunk=125),
-        # ResNet-18 runs at ~20 ms per sample forward on one busy CPU core: 512 samples keep the CPU
-        # part to minutes; the materialised all-layer path (L1 + sketch) is timed on 128 of them.
-        ModelCase("resnet18", (3, 32, 32), n=512, n_loop=128, n_vmap=32, vmap_chunk=16, n_all=128),
-    )
-    repeats: int = 3
-    batch_size: int = 256  # inference and last-layer scoring
-    grad_batch_size: int = 128  # training and all-layer passes (what gradient_stats uses)
-    pipeline_epochs: int = 2
-    folds: int = 5
-    memory_kinds: tuple[str, ...] = MEMORY_KINDS
-    memory_models: tuple[str, ...] | None = None  # None: every case
-    cache_data: str = "demo:mnist5k"
-    cache_epochs: int | None = None  # None: the product default (12 for the small CNN)
-
-    @classmethod
-    def full(cls, device_type: str = "cpu") -> SpeedSettings:
-        """The full run. On a GPU the data are larger (a few hundred samples are a handful of
-        batches there, all launch overhead); the per-sample references keep their sample counts."""
-        if device_type != "cuda":
-            return cls()
-        return cls(
-            cases=(
-                ModelCase("small_cnn", (1, 28, 28), n=10_000, n_loop=1000, n_vmap=2000, vmap_chunk=500),
-                ModelCase("resnet18", (3, 32, 32), n=2500, n_loop=256, n_vmap=256, vmap_chunk=32),
-            )
-        )
-
-    @classmethod
-    def quick(cls) -> SpeedSettings:
-        """A few hundred small-CNN samples and 64 ResNet-18 samples (at least 5 per class, for 5
-        folds): about a minute on a CPU."""
-        return cls(
-            cases=(
-                ModelCase("small_cnn", (1, 28, 28), n=384, n_loop=64, n_vmap=64, vmap_chunk=64),
-                ModelCase(
-                    "resnet18", (3, 32, 32), n=64, n_loop=8, n_vmap=4, vmap_chunk=4, all_scores=False, pipelines=False
-                ),
-            ),
-            repeats=1,
-            pipeline_epochs=1,
-            memory_kinds=("train_epoch", "ghost_all"),
-            memory_models=("small_cnn",),
-            cache_data="demo:digits",
-            cache_epochs=2,
-        )
-
-
-def _model(case: ModelCase, pixels: np.ndarray, seed: int = 0) -> Classifier:
-    c, h, _ = case.shape
-    model = build_model(case.model, num_classes=10, in_channels=c, image_size=h, seed=seed)
-    model.set_normalization(*channel_stats(pixels))
-    return model.eval()
-
-
-@torch.no_grad()
-def inference_pass(model: Classifier, pixels: np.ndarray, *, batch_size: int, device: torch.device) -> np.ndarray:
-    """The baseline: predictions for every sample (logits ``(N, K)`` on the host), nothing else."""
-    model.eval().to(device)
-    x_all = torch.from_numpy(pixels)
-    out = [
-        model(to_float(x_all[lo : lo + batch_size], device)).float().cpu() for lo in range(0, len(x_all), batch_size)
-    ]
-    return torch.cat(out).numpy()
-
-
-def _reference_seconds(
-    fn, model: Classifier, pixels: np.ndarray, labels: np.ndarray, n_ref: int, chunk: int, device: torch.device
-) -> float:
-    """Seconds for ``fn`` (a per-sample-gradient reference) + norms over the first ``n_ref`` samples,
-    in chunks of ``chunk`` (the loop takes any chunk; vmap's memory is chunk x parameters)."""
-    model.eval().to(device)
-    x = to_float(torch.from_numpy(pixels[:n_ref]), device)
-    y = torch.from_numpy(labels[:n_ref]).to(device)
-    fn(model, x[:2], y[:2])  # warm-up: first-call compilation of the functional transforms
-    sync(device)
-    start = time.perf_counter()
-    for lo in range(0, n_ref, chunk):
-        norms_of(fn(model, x[lo : lo + chunk], y[lo : lo + chunk]))
-    sync(device)
-    return time.perf_counter() - start
-
-
-def _cleanlab_pipeline(
-    case: ModelCase, pixels: np.ndarray, labels: np.ndarray, settings: SpeedSettings, device: torch.device
-) -> dict[str, Any]:
-    """cleanlab's whole pipeline: K trainings for out-of-sample probabilities, then find_label_issues."""
-    from sklearn.model_selection import StratifiedKFold
-
-    start = time.perf_counter()
-    probs = np.zeros((len(labels), 10))
-    for fold, (tr, ho) in enumerate(
-        StratifiedKFold(settings.folds, shuffle=True, random_state=0).split(pixels, labels)
-    ):
-        model = _model(case, pixels[tr], seed=fold)
-        train(
-            model,
-            pixels[tr],
-            labels[tr],
-            epochs=settings.pipeline_epochs,
-            batch_size=settings.grad_batch_size,
-            device=device,
-        )
-        logits = inference_pass(model, pixels[ho], batch_size=settings.batch_size, device=device).astype(np.float64)
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        probs[ho] = p / p.sum(1, keepdims=True)
-    trainings = time.perf_counter() - start
-    try:
-        from cleanlab.filter import find_label_issues
-    except ImportError:
-        return {
-            "seconds": trainings,
-            "note": "cleanlab not installed: the K trainings only (find_label_issues takes well under a second here)",
-        }
-    find_label_issues(labels=labels, pred_probs=probs, return_indices_ranked_by="self_confidence", n_jobs=1)
-    return {"seconds": time.perf_counter() - start, "trainings_seconds": trainings}
-
-
-def _oga_pipeline(
-    case: ModelCase, pixels: np.ndarray, labels: np.ndarray, settings: SpeedSettings, device: torch.device
-) -> float:
-    """OGA's whole pipeline: one training on all samples, then every last-layer score."""
-    from oga_core.detectors import score_columns
-
-    start = time.perf_counter()
-    model = _model(case, pixels)
-    train(model, pixels, labels, epochs=settings.pipeline_epochs, batch_size=settings.grad_batch_size, device=device)
-    score_columns(
-        gradient_stats(model, pixels, labels, scope="last", batch_size=settings.batch_size, device=device), labels
-    )
-    sync(device)
-    return time.perf_counter() - start
-
-
+# -- measuring -------------------------------------------------------------------------------
 def measure_case(case: ModelCase, settings: SpeedSettings, device: torch.device) -> dict[str, Any]:
-    """Every timing of one model case: ``{"rows": {name: {...}}, "ratios": {...}, "memory": {...}}``."""
-    from oga_core.detectors import score_columns
-
-    pixels, labels = synthetic_images(case.n, case.shape, seed=0)
-    model = _model(case, pixels)
+    """Every timing of one model case: ``{"case", "rows": {name: {...}}, "ratios", "memory"}``;
+    a row has ``seconds`` (scaled to ``n``) and, when measured on fewer, ``measured_seconds`` and
+    ``measured_on``."""
+    pixels, labels = case_data(case)
+    model = case_model(case, pixels)
     # A model that has seen the data (one epoch) so probabilities and norms are not degenerate.
     train(model, pixels, labels, epochs=1, batch_size=settings.grad_batch_size, device=device)
     model.eval()
@@ -271,7 +114,7 @@ def measure_case(case: ModelCase, settings: SpeedSettings, device: torch.device)
     for name, (fn, n_ref, chunk) in refs.items():
         n_ref = min(n_ref, case.n)
         try:
-            seconds = _reference_seconds(fn, model, pixels, labels, n_ref, chunk, device)
+            seconds = reference_seconds(fn, model, pixels, labels, n_ref=n_ref, chunk=chunk, device=device)
         except (RuntimeError, MemoryError) as exc:  # e.g. vmap out of memory: say so, go on
             rows[name] = {
                 "seconds": None,
@@ -293,12 +136,12 @@ def measure_case(case: ModelCase, settings: SpeedSettings, device: torch.device)
 
     if case.pipelines:
         rows["oga_pipeline"] = {
-            "seconds": _oga_pipeline(case, pixels, labels, settings, device),
+            "seconds": oga_pipeline(case, pixels, labels, settings, device),
             "n": case.n,
             "epochs": settings.pipeline_epochs,
         }
         rows["cleanlab_pipeline"] = {
-            **_cleanlab_pipeline(case, pixels, labels, settings, device),
+            **cleanlab_pipeline(case, pixels, labels, settings, device),
             "n": case.n,
             "epochs": settings.pipeline_epochs,
         }
@@ -344,134 +187,6 @@ def case_ratios(rows: dict[str, dict[str, Any]], memory: dict[str, dict[str, Any
     }
 
 
-# -- memory ------------------------------------------------------------------------------------
-def measure_memory(case: ModelCase, kind: str, settings: SpeedSettings, device: torch.device) -> dict[str, Any]:
-    """Extra memory of one step (``MEMORY_KINDS``) over the set-up (model + data) that precedes it.
-
-    CPU: a fresh Python process per measurement, so one step's peak is not hidden by an earlier
-    one. CUDA: in this process, with the peak counter reset.
-    """
-    if device.type == "cuda":
-        return _memory_step(case, kind, settings, device)
-    spec = {
-        "case": asdict(case),
-        "kind": kind,
-        "settings": {"batch_size": settings.batch_size, "grad_batch_size": settings.grad_batch_size},
-        "threads": torch.get_num_threads(),
-    }
-    cmd = [sys.executable, "-m", "oga_core.bench.speed", "probe", json.dumps(spec)]
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=1800, env={**os.environ, "OGA_THREADS": str(spec["threads"])}
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": "timed out"}
-    if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    log(f"memory {device.type} {case.model} {kind}: +{result.get('extra_mib')} MiB")
-    return result
-
-
-def _memory_step(case: ModelCase, kind: str, settings: SpeedSettings, device: torch.device) -> dict[str, Any]:
-    """Set up (data, model on ``device``), then measure ``kind``'s extra peak memory."""
-    pixels, labels = synthetic_images(case.n, case.shape, seed=0)
-    model = _model(case, pixels).to(device)
-    bs, gbs = settings.batch_size, settings.grad_batch_size
-    steps = {
-        "train_epoch": lambda: train(model, pixels, labels, epochs=1, batch_size=gbs, device=device),
-        "ghost_all": lambda: all_layer_norms(model, pixels, labels, want_l1=False, batch_size=gbs, device=device),
-        "inference": lambda: inference_pass(model, pixels, batch_size=bs, device=device),
-        "last_norms": lambda: last_layer_norms(*_features_logits(model, pixels, bs, device), labels),
-    }
-    with peak_memory(device) as mem:
-        steps[kind]()
-    return {**mem, "how": "max_memory_allocated" if device.type == "cuda" else "peak RSS of a fresh process"}
-
-
-def _features_logits(
-    model: Classifier, pixels: np.ndarray, bs: int, device: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
-    out = forward_pass(model, pixels, batch_size=bs, device=device)
-    return out.features, out.logits
-
-
-def _probe_main(spec_text: str) -> None:
-    """Child process of :func:`measure_memory`: one step, its memory as one JSON line on stdout."""
-    spec = json.loads(spec_text)
-    torch.set_num_threads(int(spec["threads"]))
-    case = ModelCase(**{**spec["case"], "shape": tuple(spec["case"]["shape"])})
-    settings = SpeedSettings(**spec["settings"])
-    print(json.dumps(_memory_step(case, spec["kind"], settings, torch.device("cpu"))))
-
-
-# -- the cache -------------------------------------------------------------------------------
-@contextmanager
-def _temporary_home() -> Iterator[Path]:
-    """A throw-away OGA_HOME, so the bench neither reads nor pollutes the person's cache."""
-    old = os.environ.get("OGA_HOME")
-    with tempfile.TemporaryDirectory(prefix="oga-bench-") as home:
-        os.environ["OGA_HOME"] = home
-        try:
-            yield Path(home)
-        finally:
-            if old is None:
-                os.environ.pop("OGA_HOME", None)
-            else:
-                os.environ["OGA_HOME"] = old
-
-
-def measure_cache(settings: SpeedSettings, device: torch.device) -> dict[str, Any]:
-    """Seconds of a cold ``analyze``, an identical second one (cache hit), and a detector change
-    (in memory with ``Analysis.rescore``; from the disk cache with a new ``analyze``)."""
-    import dataclasses
-
-    try:
-        from oga_core.config import AnalysisConfig
-        from oga_core.pipeline import analyze
-    except ImportError as exc:
-        return {"error": f"pipeline unavailable: {exc}"}
-    data = settings.cache_data
-    with _temporary_home():
-        for candidate in (data, "demo:digits"):
-            config = AnalysisConfig(
-                data=candidate, noise=0.2, epochs=settings.cache_epochs, device=device.type, detector="l1"
-            )
-            try:
-                start = time.perf_counter()
-                first = analyze(config)
-                cold = time.perf_counter() - start
-                data = candidate
-                break
-            except Exception as exc:  # e.g. mlxtend or pyarrow missing on a bare GPU machine
-                error = f"{type(exc).__name__}: {exc}"
-                log(f"cache part: {candidate} failed ({error})")
-        else:
-            return {"error": error}
-        start = time.perf_counter()
-        second = analyze(config)
-        hit = time.perf_counter() - start
-        start = time.perf_counter()
-        first.rescore(detector="iforest")
-        rescore = time.perf_counter() - start
-        start = time.perf_counter()
-        analyze(dataclasses.replace(config, detector="iforest"))
-        new_detector = time.perf_counter() - start
-    out = {
-        "data": data,
-        "n": int(len(first.dataset)),
-        "epochs": config.resolved_epochs(),
-        "cold_seconds": cold,
-        "hit_seconds": hit,
-        "rescore_seconds": rescore,
-        "detector_change_seconds": new_detector,
-        "hit_stages": second.run["cache_hits"],
-        "cold_timings": first.run["timings"],
-    }
-    log(f"cache: cold {cold:.1f} s, hit {hit:.2f} s, rescore {rescore:.3f} s, new detector {new_detector:.2f} s")
-    return out
-
-
 def run_speed(settings: SpeedSettings, device: torch.device) -> dict[str, Any]:
     """The speed part on one device: ``{"machine", "measured_at", "settings", "models": {...}, "cache"}``."""
     part: dict[str, Any] = {
@@ -486,11 +201,204 @@ def run_speed(settings: SpeedSettings, device: torch.device) -> dict[str, Any]:
     return part
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "probe":
-        _probe_main(sys.argv[2])
-    else:
-        print(
-            "usage: python -m oga_core.bench.speed probe SPEC_JSON (internal: one memory measurement)", file=sys.stderr
+# -- the report section ----------------------------------------------------------------------
+DEVICES = {"cpu": "CPU", "cuda": "GPU (CUDA)"}  # the section's columns, in order
+ROWS: list[tuple[str, str, str | None]] = [
+    # (label, row key, ratio key shown beside it)
+    ("one inference pass (baseline)", "inference", None),
+    ("one training epoch (baseline)", "train_epoch", None),
+    (
+        f"last layer L1 + L2, closed form / inference (goal <= {verdicts.LAST_LAYER_GOAL})",
+        "last_norms",
+        "last_norms_over_inference",
+    ),
+    (
+        "last layer, every score (+ iForest, loss, el2n, margin) / inference",
+        "last_scores",
+        "last_scores_over_inference",
+    ),
+    ("all layers, ghost norms (L2) / training epoch", "ghost_all", "ghost_all_over_train_epoch"),
+    (
+        "all layers, product path (L1 + sketch + every score) / training epoch",
+        "all_scores",
+        "all_scores_over_train_epoch",
+    ),
+    ("per-sample autograd loop, all layers (paper's code): ghost norms' speed-up", "loop_all", "speedup_ghost_vs_loop"),
+    ("torch.func vmap, all layers: ghost norms' speed-up", "vmap_all", "speedup_ghost_vs_vmap"),
+    ("per-sample autograd loop, last layer: closed form's speed-up", "loop_last", "speedup_last_vs_loop"),
+    ("torch.func vmap, last layer: closed form's speed-up", "vmap_last", "speedup_last_vs_vmap"),
+    ("OGA pipeline: 1 training + last-layer scores", "oga_pipeline", None),
+    (
+        "cleanlab pipeline: K trainings on (K-1)/K + find_label_issues: OGA pipeline's speed-up",
+        "cleanlab_pipeline",
+        "speedup_pipeline_vs_cleanlab",
+    ),
+    ("  ... and OGA last-layer scoring alone vs the cleanlab pipeline: speed-up", "", "speedup_scoring_vs_cleanlab"),
+]
+
+
+def _cell(part: dict[str, Any] | None, model: str, key: str, ratio_key: str | None) -> str:
+    """``1.23 s (scaled from m) · **0.9x**`` for one device, one row."""
+    case = None if part is None else part["models"].get(model)
+    if case is None:
+        return "not measured"
+    text = []
+    if key:
+        r = case["rows"].get(key)
+        if r is None:
+            return "-"
+        if r.get("seconds") is None:
+            return f"failed: {r.get('error', '?')}"
+        extra = f" (scaled from {r['measured_on']})" if "measured_on" in r else ""
+        text.append(f"{fmt_num(r['seconds'])} s{extra}")
+    if ratio_key:
+        value = case["ratios"].get(ratio_key)
+        text.append(f"**{fmt_ratio(value)}**{verdicts.ratio_verdict(ratio_key, value)}")
+    return " · ".join(text)
+
+
+def _memory_cells(part: dict[str, Any] | None, model: str) -> tuple[str, str, str]:
+    """(training epoch MiB, ghost norms MiB, their ratio) for one device."""
+    if part is None or model not in part["models"]:
+        return ("not measured",) * 3  # type: ignore[return-value]
+    case = part["models"][model]
+    mem = case.get("memory", {})
+
+    def one(kind: str) -> str:
+        m = mem.get(kind)
+        if m is None:
+            return "-"
+        if "error" in m:
+            return f"failed: {m['error']}"
+        return f"{fmt_num(m['extra_mib'])} MiB"
+
+    return (
+        one("train_epoch"),
+        one("ghost_all"),
+        f"**{fmt_ratio(case['ratios'].get('ghost_all_memory_over_train_epoch'))}**",
+    )
+
+
+def _method(st: dict[str, Any], parts: dict[str, dict[str, Any] | None]) -> list[str]:
+    """What was measured and how; a line per device that was not measured or measured unpaired."""
+    out = [
+        "Same process, same data, ratios against a baseline measured right before (the time ratios "
+        "are the numbers to compare across machines; seconds are for scale). Synthetic images (learnable "
+        "class templates + noise), 10 classes, models trained one epoch first so that scores are not "
+        "degenerate. Fast steps: median of "
+        f"{st['repeats']} run(s) after a warm-up on a slice. Per-sample references (loop, vmap) run on "
+        "the first `m` samples ('scaled from m', seconds scaled linearly to n); their speed-ups are paired: "
+        "OGA's counterpart is timed right after each reference on the same `m` samples, so a shared "
+        "machine's drift between rows does not enter them. Pipelines: the same "
+        f"number of epochs each ({st['pipeline_epochs']}), {st['folds']}-fold cross-validation for cleanlab, "
+        "one run each. Time ratios below 1 and speed-ups above 1 favour OGA.",
+        "",
+    ]
+    for d, name in DEVICES.items():
+        if parts[d] is None:
+            out.append(f"- {name}: not measured in the runs merged into this report.")
+        elif not any(
+            "oga_seconds_same_samples" in row for case in parts[d]["models"].values() for row in case["rows"].values()
+        ):  # a run from before the pairing: its speed-ups divide the rows' seconds
+            out.append(
+                f"- {name}: measured before the pairing: its reference speed-ups are the ratio of the "
+                "rows' seconds as shown."
+            )
+    return [*out, ""]
+
+
+def _model_table(model: str, parts: dict[str, dict[str, Any] | None]) -> list[str]:
+    """One model's heading, its table (a column per device) and any per-device notes."""
+    measured = {d: p for d, p in parts.items() if p and model in p["models"]}
+    case = next(iter(measured.values()))["models"][model]
+    shape = "x".join(map(str, case["case"]["shape"]))
+    ns = ", ".join(f"{DEVICES[d]} n = {p['models'][model]['case']['n']:,}" for d, p in measured.items())
+    rows = [[label] + [_cell(parts[d], model, key, rk) for d in DEVICES] for label, key, rk in ROWS]
+    mems = {d: _memory_cells(parts[d], model) for d in DEVICES}
+    rows.append(["peak extra memory, one training epoch (batch 128)"] + [mems[d][0] for d in DEVICES])
+    rows.append(["peak extra memory, all-layer ghost norms (batch 128)"] + [mems[d][1] for d in DEVICES])
+    rows.append(["ghost norms' peak memory / training's"] + [mems[d][2] for d in DEVICES])
+    out = [f"### `{model}`, {shape} inputs ({ns})", "", table(["measure", *DEVICES.values()], rows), ""]
+    for d, p in measured.items():
+        note = p["models"][model]["rows"].get("cleanlab_pipeline", {}).get("note")
+        if note:
+            out += [f"{DEVICES[d]}: {note}", ""]
+    return out
+
+
+def _cache_table(parts: dict[str, dict[str, Any] | None]) -> str:
+    rows = []
+    for d, name in DEVICES.items():
+        c = (parts[d] or {}).get("cache")
+        if not c:
+            continue
+        if "error" in c:
+            rows.append([name, f"failed: {c['error']}", "", "", ""])
+            continue
+        cold = c["cold_seconds"]
+        rows.append(
+            [
+                f"{name}: `{c['data']}`, {c['n']:,} samples, {c['epochs']} epochs, 20% noise",
+                f"{fmt_num(cold)} s",
+                f"{fmt_num(c['hit_seconds'])} s ({fmt_ratio(c['hit_seconds'] / cold)})",
+                f"{fmt_num(c['rescore_seconds'])} s",
+                f"{fmt_num(c['detector_change_seconds'])} s ({fmt_ratio(c['detector_change_seconds'] / cold)})",
+            ]
         )
-        raise SystemExit(2)
+    header = [
+        "analysis",
+        "first (cold)",
+        "identical second (cache hit)",
+        "detector change, in memory (`rescore`)",
+        "detector change, new `analyze` (from cache)",
+    ]
+    return table(header, rows)
+
+
+def render(speed: dict[str, dict[str, Any]] | None) -> str:
+    """The "Speed and memory" section from ``{device type: speed part}``."""
+    if not speed:
+        return "## Speed and memory\n\nNot measured in this run.\n"
+    parts = {d: speed.get(d) for d in DEVICES}
+    some = next(p for p in parts.values() if p is not None)
+    out = ["## Speed and memory", "", *_method(some["settings"], parts)]
+    for model in dict.fromkeys(m for p in parts.values() if p for m in p["models"]):
+        out += _model_table(model, parts)
+    out += [
+        "Memory: CPU = peak resident set of a fresh process doing only that step, minus its resident "
+        "set after loading the model and data; GPU = `torch.cuda.max_memory_allocated` minus the "
+        "allocation before the step.",
+        "",
+        "### The cache: a second identical analysis and a change of detector",
+        "",
+        _cache_table(parts),
+        "",
+        "### Where OGA does not win (speed, computed)",
+        "",
+        *verdicts.speed_losses({d: p for d, p in parts.items() if p}),
+        "",
+    ]
+    return "\n".join(out)
+
+
+# -- README ----------------------------------------------------------------------------------
+def headline(speed: dict[str, dict[str, Any]] | None) -> list[str]:
+    """README's speed lines: per device and model the main ratios, then the cache."""
+    lines = []
+    for device, sp in (speed or {}).items():
+        for model, case in sp["models"].items():
+            r = case["ratios"]
+            lines.append(
+                f"- Speed, {device}, `{model}`: last-layer scoring = {fmt_ratio(r.get('last_norms_over_inference'))} an "
+                f"inference pass; all-layer ghost norms = {fmt_ratio(r.get('ghost_all_over_train_epoch'))} a training "
+                f"epoch; {fmt_ratio(r.get('speedup_ghost_vs_loop'))} faster than the per-sample loop, "
+                f"{fmt_ratio(r.get('speedup_ghost_vs_vmap'))} than vmap; whole pipeline "
+                f"{fmt_ratio(r.get('speedup_pipeline_vs_cleanlab'))} faster than cleanlab's."
+            )
+        c = sp.get("cache")
+        if c and "error" not in c:
+            lines.append(
+                f"- Cache, {device}: a second identical analysis {fmt_num(c['hit_seconds'])} s (first: "
+                f"{fmt_num(c['cold_seconds'])} s); a change of detector {fmt_num(c['rescore_seconds'])} s."
+            )
+    return lines

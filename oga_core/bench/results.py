@@ -1,0 +1,72 @@
+"""The results file of ``oga bench`` (``<out>.json``): every raw number the report is made of.
+
+``{"schema", "mode": "quick" | "full", "updated_at", "quality": part, "speed": {device type:
+part}, "scaling": part}``; a part holds its settings, the machine and when it was measured. A run
+of some parts merges into the existing file of the same mode; the speed part is kept per device
+type, so a GPU run made elsewhere adds a column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from oga_core.bench.common import log
+from oga_core.errors import OgaError
+from oga_core.store import read_json
+
+SCHEMA = 1  # the file's layout; the quality runs carry their own (quality.RUN_SCHEMA)
+PARTS = ("quality", "speed", "scaling")
+
+
+def json_path_for(out: Path) -> Path:
+    """``docs/benchmarks.md`` -> ``docs/benchmarks.json``."""
+    return Path(out).with_suffix(".json")
+
+
+def empty(mode: str) -> dict[str, Any]:
+    """A results set with nothing measured yet."""
+    return {"schema": SCHEMA, "mode": mode, "speed": {}}
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """The results at ``path``; OgaError (one line) when missing, unreadable or of another schema."""
+    try:
+        results = read_json(path)
+    except FileNotFoundError:
+        raise OgaError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise OgaError(f"{path} is not readable JSON: {exc}") from None
+    if not isinstance(results, dict) or results.get("schema") != SCHEMA or results.get("mode") not in ("quick", "full"):
+        raise OgaError(f"{path} is not an oga bench results file of schema {SCHEMA}")
+    results.setdefault("speed", {})
+    return results
+
+
+def load_results(path: Path, mode: str) -> dict[str, Any]:
+    """The results already at ``path`` if they are of the same ``mode``, else an empty set."""
+    if not path.is_file():
+        return empty(mode)
+    try:
+        old = read_results(path)
+    except OgaError as exc:
+        log(f"{exc}: starting a new results file")
+        return empty(mode)
+    if old["mode"] != mode:
+        log(f"{path} holds {old['mode']} results; this is a {mode} run: starting a new results file")
+        return empty(mode)
+    return old
+
+
+def merge_results(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Overlay ``other``'s parts on ``into`` (speed per device type); OgaError across modes."""
+    if other.get("mode") != into.get("mode"):
+        raise OgaError(
+            f"cannot merge {other.get('mode')} results into {into.get('mode')} results (run both in the same mode)"
+        )
+    for part in ("quality", "scaling"):
+        if other.get(part):
+            into[part] = other[part]
+    for device, speed in (other.get("speed") or {}).items():
+        into.setdefault("speed", {})[device] = speed
+    return into

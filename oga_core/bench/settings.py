@@ -1,0 +1,155 @@
+"""What each part of ``oga bench`` runs: one frozen dataclass per part, with its quick variant.
+
+Only dataclasses here (no torch), so the settings of a run can be read, compared and stored in
+the results JSON (``dataclasses.asdict``) without importing what measures them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# The columns retrained after trimming in the full run: each OGA detector once (all-layer L2
+# stands for the all-layer family: it is the ghost-norm path), the strongest loss-based baseline
+# of the same forward pass, cleanlab, and random. el2n and margin rank almost like loss; the
+# all-layer L1 and iForest cost an all-layer pass each and add little (see the detection tables).
+MAIN_RETRAIN = ("oga_l1", "oga_l2", "oga_iforest", "oga_l2_all", "loss", "cleanlab", "random")
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """The quality part: every (data set, noise kind, rate, seed) is one run.
+
+    ``epochs`` is the small CNN's product default (12); ``budget`` is the fraction trimmed before
+    retraining (and the k of precision/recall at 5%); ``retrain`` names the score columns
+    (``oga_core.bench.columns``) whose top ``budget`` is dropped and the model retrained.
+    """
+
+    datasets: tuple[str, ...] = ("demo:digits", "demo:mnist5k")
+    kinds: tuple[str, ...] = ("symmetric", "pair")
+    rates: tuple[float, ...] = (0.1, 0.2, 0.4)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    model: str = "small_cnn"
+    epochs: int = 12
+    folds: int = 5
+    budget: float = 0.05
+    test_fraction: float = 0.25
+    split_seed: int = 0
+    retrain: tuple[str, ...] = MAIN_RETRAIN
+    batch_size: int = 128
+    lr: float = 2e-3
+
+    @classmethod
+    def for_run(cls, *, quick: bool) -> QualitySettings:
+        """The full grid, or for ``quick`` one setting for CI: digits, symmetric 20%, one seed,
+        few epochs."""
+        if not quick:
+            return cls()
+        return cls(
+            datasets=("demo:digits",),
+            kinds=("symmetric",),
+            rates=(0.2,),
+            seeds=(0,),
+            epochs=6,
+            retrain=("oga_l1", "oga_l2", "oga_iforest", "loss", "cleanlab", "random"),
+        )
+
+    def grid(self) -> list[tuple[str, str, float, int]]:
+        """Every (data set, kind, rate, seed) in run order."""
+        return [(d, k, r, s) for d in self.datasets for k in self.kinds for r in self.rates for s in self.seeds]
+
+    def signature(self) -> dict[str, Any]:
+        """Everything that makes two runs comparable (a resumed run must match it): all but the grid."""
+        return {k: v for k, v in asdict(self).items() if k not in ("datasets", "kinds", "rates", "seeds")}
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """One model's speed case: ``n`` samples of ``shape`` (C, H, W); references on ``n_loop`` /
+    ``n_vmap`` samples, vmap in chunks of ``vmap_chunk``."""
+
+    model: str
+    shape: tuple[int, int, int]
+    n: int
+    n_loop: int
+    n_vmap: int
+    vmap_chunk: int
+    all_scores: bool = True  # time the product's all-layer path (L1 + sketch + every score) too
+    n_all: int | None = None  # ... on this many samples (scaled to n; it is the slowest path), None: n
+    pipelines: bool = True  # time OGA's and cleanlab's whole pipelines (K + 1 trainings)
+
+
+MEMORY_KINDS = ("train_epoch", "ghost_all", "inference", "last_norms")
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """The speed part on one device. Batch sizes in samples; ``pipeline_epochs`` for both whole
+    pipelines; ``cache_epochs`` None: the product default (12 for the small CNN)."""
+
+    cases: tuple[ModelCase, ...] = (
+        ModelCase("small_cnn", (1, 28, 28), n=5000, n_loop=1000, n_vmap=1000, vmap_chunk=125),
+        # ResNet-18 runs at ~20 ms per sample forward on one busy CPU core: 512 samples keep the CPU
+        # part to minutes; the materialised all-layer path (L1 + sketch) is timed on 128 of them.
+        ModelCase("resnet18", (3, 32, 32), n=512, n_loop=128, n_vmap=32, vmap_chunk=16, n_all=128),
+    )
+    repeats: int = 3
+    batch_size: int = 256  # inference and last-layer scoring
+    grad_batch_size: int = 128  # training and all-layer passes (what gradient_stats uses)
+    pipeline_epochs: int = 2
+    folds: int = 5
+    memory_kinds: tuple[str, ...] = MEMORY_KINDS
+    memory_models: tuple[str, ...] | None = None  # None: every case
+    cache_data: str = "demo:mnist5k"
+    cache_epochs: int | None = None
+
+    @classmethod
+    def for_run(cls, *, quick: bool, device_type: str = "cpu") -> SpeedSettings:
+        """Quick: a few hundred small-CNN samples and 64 ResNet-18 samples (at least 5 per class,
+        for 5 folds), about a minute on a CPU. Full: on a GPU the data are larger (a few hundred
+        samples are a handful of batches there, all launch overhead); the per-sample references
+        keep their sample counts."""
+        if quick:
+            return cls(
+                cases=(
+                    ModelCase("small_cnn", (1, 28, 28), n=384, n_loop=64, n_vmap=64, vmap_chunk=64),
+                    ModelCase(
+                        "resnet18",
+                        (3, 32, 32),
+                        n=64,
+                        n_loop=8,
+                        n_vmap=4,
+                        vmap_chunk=4,
+                        all_scores=False,
+                        pipelines=False,
+                    ),
+                ),
+                repeats=1,
+                pipeline_epochs=1,
+                memory_kinds=("train_epoch", "ghost_all"),
+                memory_models=("small_cnn",),
+                cache_data="demo:digits",
+                cache_epochs=2,
+            )
+        if device_type != "cuda":
+            return cls()
+        return cls(
+            cases=(
+                ModelCase("small_cnn", (1, 28, 28), n=10_000, n_loop=1000, n_vmap=2000, vmap_chunk=500),
+                ModelCase("resnet18", (3, 32, 32), n=2500, n_loop=256, n_vmap=256, vmap_chunk=32),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class ScalingSettings:
+    """The scaling part: ``oga analyze`` on each of ``sizes`` samples, ``epochs`` of training."""
+
+    sizes: tuple[int, ...] = (5_000, 20_000, 100_000)
+    epochs: int = 1
+    umap: bool = True
+
+    @classmethod
+    def for_run(cls, *, quick: bool) -> ScalingSettings:
+        """Quick: 2,000 samples, no UMAP (its first fit in a process pays ~15 s of numba JIT)."""
+        return cls(sizes=(2_000,), umap=False) if quick else cls()

@@ -1,0 +1,165 @@
+"""Every judgement the benchmark report makes, computed from the numbers: who is best, who beats
+whom and how often, where OGA loses, which speed goal is missed. Nothing here is typed by hand.
+
+Quality verdicts compare means over seeds (:mod:`oga_core.bench.aggregate`) by column family
+(:mod:`oga_core.bench.columns`); speed verdicts read the ratios of a speed part.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oga_core.bench.aggregate import Setting, Stats, accuracy_value, metric_value, setting_label, settings_in_order
+from oga_core.bench.aggregate import stats as seed_stats
+from oga_core.bench.columns import FAMILY, NAMES, of_family
+from oga_core.bench.markdown import fmt_ratio
+from oga_core.detectors import detector_column
+from oga_core.options import DEFAULT_DETECTOR
+
+# -- quality ---------------------------------------------------------------------------------
+# Who may be the best of a setting (bold): the scores; random, no trimming and the oracle calibrate.
+BEST_FAMILIES = ("oga", "baseline")
+# "best OGA - best baseline": no trimming is a baseline for accuracy; random and the oracle are not.
+GAP_RIVALS = ("baseline", "untrimmed")
+# "Where OGA does not win": random too (trimming by OGA should beat trimming at random).
+LOSS_RIVALS = ("baseline", "reference", "untrimmed")
+TIE = 5e-4  # the tables show 3 decimals: a smaller gap reads as 0.000
+# The detection metrics whose losses are listed (recall@5% is precision@5% times a constant).
+LOSS_METRICS = (
+    ("AUROC", "auroc"),
+    ("average precision", "ap"),
+    ("precision@5%", "precision@5%"),
+    ("precision@n", "precision@n"),
+)
+
+
+def best_means(table: Stats, settings: list[Setting], columns: tuple[str, ...]) -> dict[Setting, float | None]:
+    """Per setting, the highest mean among ``columns`` that may be best (None when none is there)."""
+    best: dict[Setting, float | None] = {}
+    for s in settings:
+        means = [table[(s, c)][0] for c in of_family(columns, *BEST_FAMILIES) if (s, c) in table]
+        best[s] = max(means) if means else None
+    return best
+
+
+def is_best(table: Stats, best: dict[Setting, float | None], setting: Setting, column: str) -> bool:
+    """Whether ``column``'s mean is the best of ``setting`` (ties all count; references never)."""
+    cell = table.get((setting, column))
+    return (
+        cell is not None and FAMILY[column] in BEST_FAMILIES and best[setting] is not None and cell[0] == best[setting]
+    )
+
+
+def gap_cells(table: Stats, settings: list[Setting], columns: tuple[str, ...]) -> list[str] | None:
+    """The row "best OGA - best baseline", one cell per setting (``-0.012 **OGA loses**``), so a
+    table says by itself where OGA does not win; None when ``columns`` lack either side."""
+    oga_cols, rivals = of_family(columns, "oga"), of_family(columns, *GAP_RIVALS)
+    if not oga_cols or not rivals:
+        return None
+    cells = []
+    for s in settings:
+        oga = [table[(s, c)][0] for c in oga_cols if (s, c) in table]
+        base = [table[(s, c)][0] for c in rivals if (s, c) in table]
+        if not oga or not base:
+            cells.append("-")
+            continue
+        gap = max(oga) - max(base)
+        verdict = "tie" if abs(gap) < TIE else "OGA wins" if gap > 0 else "**OGA loses**"
+        cells.append(f"{gap:+.3f} {verdict}")
+    return cells
+
+
+def _beaten_lines(
+    metric: str,
+    table: Stats,
+    settings: list[Setting],
+    oga_cols: tuple[str, ...],
+    rivals: tuple[str, ...],
+    *,
+    seeds: int,
+) -> list[str]:
+    """For every OGA score together, and for the default detector's column alone: the rivals whose
+    mean beats it in some setting, how often, how often by more than a seed std, the largest gap."""
+    lines = []
+    default = detector_column(DEFAULT_DETECTOR)
+    for reference, label in ((oga_cols, "every OGA score"), ((default,), f"`{default}` (the default)")):
+        beaten: dict[str, list[tuple[float, bool, str]]] = {}
+        for s in settings:
+            ref = [(table[(s, c)], c) for c in reference if (s, c) in table]
+            if not ref:
+                continue
+            (best_mean, best_std, _), best_col = max(ref, key=lambda t: t[0][0])
+            for b in rivals:
+                if (s, b) not in table:
+                    continue
+                mean, std, _ = table[(s, b)]
+                if mean > best_mean:
+                    clear = mean - best_mean > max(std, best_std)
+                    beaten.setdefault(b, []).append((mean - best_mean, clear, f"{setting_label(*s)} vs `{best_col}`"))
+        if not beaten:
+            lines.append(f"- {metric}: no baseline beats {label} in any setting ({len(settings)} settings).")
+            continue
+        parts = []
+        for b, gaps in sorted(beaten.items(), key=lambda kv: -len(kv[1])):
+            gap, _, where = max(gaps)
+            name = "no trimming" if FAMILY[b] == "untrimmed" else f"`{b}`"
+            clear = f"by more than one seed std in {sum(1 for g in gaps if g[1])}; " if seeds > 1 else ""
+            parts.append(f"{name} in {len(gaps)}/{len(settings)} ({clear}largest gap +{gap:.3f}, {where})")
+        lines.append(f"- {metric}: beats {label}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def quality_losses(part: dict[str, Any], *, retrained: tuple[str, ...]) -> list[str]:
+    """The lines of "Where OGA does not win": per detection metric over every column, and for the
+    test accuracy over the ``retrained`` columns (plus no trimming)."""
+    settings = settings_in_order(part)
+    seeds = len({r["seed"] for r in part.get("runs", [])})
+    lines = []
+    for metric, key in LOSS_METRICS:
+        oga, rivals = of_family(NAMES, "oga"), of_family(NAMES, *LOSS_RIVALS)
+        table = seed_stats(part, metric_value(key), oga + rivals)
+        lines += _beaten_lines(metric, table, settings, oga, rivals, seeds=seeds)
+    oga, rivals = of_family(retrained, "oga"), of_family((*retrained, "none"), *LOSS_RIVALS)
+    table = seed_stats(part, accuracy_value, oga + rivals)
+    lines += _beaten_lines("test accuracy after trimming", table, settings, oga, rivals, seeds=seeds)
+    return lines
+
+
+def ranked(means: dict[str, float]) -> list[tuple[str, float]]:
+    """Columns from the highest mean to the lowest."""
+    return sorted(means.items(), key=lambda kv: -kv[1])
+
+
+# -- speed -----------------------------------------------------------------------------------
+LAST_LAYER_GOAL = 1.3  # last-layer scoring time / one inference pass, at most (the issue's goal)
+GOALS = {"last_norms_over_inference": LAST_LAYER_GOAL}
+
+
+def ratio_verdict(key: str, value: float | None) -> str:
+    """What a ratio of a speed case says beside its number: a slower OGA or a missed goal."""
+    if value is None:
+        return ""
+    if key.startswith("speedup_") and value < 1:
+        return " (the baseline is faster)"
+    if key in GOALS and value > GOALS[key]:
+        return " (misses the goal)"
+    return ""
+
+
+def speed_losses(speed: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per speed-up below 1 and per missed goal, over ``{device: speed part}``."""
+    lines = []
+    for device, part in speed.items():
+        for model, case in part["models"].items():
+            for key, value in case["ratios"].items():
+                if value is None:
+                    continue
+                if key.startswith("speedup_") and value < 1:
+                    lines.append(f"- {device} / {model}: `{key}` = {fmt_ratio(value)}: the baseline is faster here.")
+                if key in GOALS and value > GOALS[key]:
+                    lines.append(
+                        f"- {device} / {model}: `{key}` = {fmt_ratio(value)} misses the goal of {GOALS[key]}x."
+                    )
+    return lines or [
+        "- OGA is faster than every per-sample baseline and meets the scoring goal on every measured device."
+    ]
