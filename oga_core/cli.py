@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--budget", type=float, default=options.DEFAULT_BUDGET, help=options.BUDGET_HELP)
     a.add_argument("--per-class", action="store_true", help=options.PER_CLASS_HELP)
     a.add_argument("--device", default="auto", help=options.DEVICE_HELP)
+    a.add_argument("--workers", type=int, help=options.WORKERS_HELP)
     a.add_argument("--quiet", action="store_true", help="no progress bars")
 
     d = sub.add_parser("decide", help="record a decision on one sample (as the app's Review page does)")
@@ -215,7 +216,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     )
     out: Path = args.out
     _writable_dir(out)
-    analysis = analyze(config, progress=_progress_bars(args.quiet))
+    if args.workers is not None and args.workers < 0:
+        raise OgaError("--workers must be 0 or more")
+    analysis = analyze(config, progress=_progress_bars(args.quiet), workers=args.workers)
     analysis.workspace.record(analysis)
     run = write_results(analysis, out)
     t = run["timings"]

@@ -21,7 +21,7 @@ import io
 import os
 import pickle
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from oga_core import options
 from oga_core.errors import DataError
 from oga_core.files import stream_digest
+from oga_core.pixels import PixelFile, RowWriter
 from oga_core.progress import LOG, Progress
 from oga_core.roots import allowed_roots, check_allowed
 
@@ -45,11 +46,12 @@ MAX_IMAGE_PIXELS = 100_000_000
 class DecodeResult:
     """All images of a dataset decoded at model resolution.
 
-    pixels: uint8 ``(N, C, H, W)``; rows of unreadable images are zero.
+    pixels: uint8 ``(N, C, H, W)`` in memory or in a file (:class:`~oga_core.pixels.PixelFile`);
+    rows of unreadable images are zero.
     unreadable: sample indices whose file could not be read or decoded, with the reason.
     """
 
-    pixels: np.ndarray
+    pixels: np.ndarray | PixelFile
     unreadable: dict[int, str]
 
 
@@ -213,24 +215,54 @@ class LabeledImages:
         except _Unreadable as exc:
             raise DataError(f"cannot read image {path}: {exc}") from None
 
-    def decode(self, progress: Progress | None = None) -> DecodeResult:
-        """Decode every image once; unreadable files are reported, not raised."""
+    def decode(self, progress: Progress | None = None, *, workers: int = 0, out: Path | None = None) -> DecodeResult:
+        """Decode every image once; unreadable files are reported, not raised.
+
+        ``workers`` > 0 decodes in that many processes (a ``torch.utils.data.DataLoader``).
+        ``out``: write the pixels into this ``.npy`` file row by row as they are decoded and
+        return them as a :class:`~oga_core.pixels.PixelFile` — resident memory stays that of a
+        batch, whatever the number of images; else they are returned in memory.
+        """
         if self._pixels is not None:
             if progress:
                 progress(len(self), len(self))
-            return DecodeResult(np.ascontiguousarray(self._pixels), {})
+            pixels = np.ascontiguousarray(self._pixels)
+            if out is not None:
+                np.save(out, pixels, allow_pickle=False)
+            return DecodeResult(pixels if out is None else PixelFile(out), {})
         c, s = self.channels, self.image_size
-        out = np.zeros((len(self), c, s, s), dtype=np.uint8)
+        sink = RowWriter(out, len(self), (c, s, s)) if out is not None else None
+        memory = np.zeros((len(self), c, s, s), dtype=np.uint8) if sink is None else None
         unreadable: dict[int, str] = {}
         step = max(1, len(self) // 100)
-        for i in range(len(self)):
-            try:
-                out[i] = _decode_file(self.file_path(i), s, c)  # type: ignore[arg-type]
-            except _Unreadable as exc:
-                unreadable[i] = str(exc)
-            if progress and (i % step == 0 or i == len(self) - 1):
-                progress(i + 1, len(self))
-        return DecodeResult(out, unreadable)
+        done = 0
+        try:
+            for i, pixels, reason in self._decoded(workers):
+                if reason is not None:
+                    unreadable[i] = reason
+                elif sink is not None:
+                    sink.write(i, pixels)
+                else:
+                    memory[i] = pixels  # type: ignore[index]
+                done += 1
+                if progress and (done % step == 0 or done == len(self)):
+                    progress(done, len(self))
+        finally:
+            if sink is not None:
+                sink.close()
+        return DecodeResult(memory if sink is None else PixelFile(out), unreadable)  # type: ignore[arg-type]
+
+    def _decoded(self, workers: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+        """``(index, pixels or None, why unreadable or None)`` for every file, in any order."""
+        files = _DecodeFiles(self.root, self.paths, self.image_size, self.channels)  # type: ignore[arg-type]
+        if workers <= 0:
+            yield from (files[i] for i in range(len(files)))
+            return
+        from torch.utils.data import DataLoader  # torch: only when decoding in parallel
+
+        loader = DataLoader(files, batch_size=32, num_workers=workers, collate_fn=list)
+        for batch in loader:
+            yield from batch
 
     def original(self, index: int) -> Image.Image:
         """The sample as a person should see it: the file as stored, or the array as an image."""
@@ -247,9 +279,32 @@ class LabeledImages:
         return array_to_image(self.image(index))
 
 
+def default_workers(files: int) -> int:
+    """Decoding processes for ``files`` image files: none below 2,000 files (starting workers
+    costs more than it saves), else one per core, at most 8."""
+    return 0 if files < 2_000 else min(8, os.cpu_count() or 1)
+
+
 def index_of(ids: Sequence[str]) -> dict[str, int]:
     """``{sample id: row}`` for a list of ids (ids are unique within a data set)."""
     return {sid: i for i, sid in enumerate(ids)}
+
+
+class _DecodeFiles:
+    """A map-style dataset (``torch.utils.data.Dataset`` protocol) of file images: item ``i`` is
+    ``(i, uint8 (C, H, W) or None, why unreadable or None)``; picklable for worker processes."""
+
+    def __init__(self, root: Path, paths: list[str], size: int, channels: int) -> None:
+        self.root, self.paths, self.size, self.channels = root, paths, size, channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+        try:
+            return i, _decode_file(self.root / self.paths[i], self.size, self.channels), None
+        except _Unreadable as exc:
+            return i, None, str(exc)
 
 
 class _Unreadable(Exception):

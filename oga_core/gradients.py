@@ -35,8 +35,9 @@ from oga_core import options
 from oga_core.errors import OgaError
 from oga_core.lastlayer import last_layer_norms
 from oga_core.models import Classifier
+from oga_core.pixels import Pixels
 from oga_core.progress import Progress
-from oga_core.train import to_float
+from oga_core.train import rows, to_float
 
 # Cap, in floats, on a materialised per-sample gradient block (samples x layer parameters).
 _MATERIALIZE_BUDGET = 1 << 24
@@ -90,7 +91,7 @@ class GradientStats:
 @torch.no_grad()
 def forward_pass(
     model: Classifier,
-    pixels: np.ndarray,
+    pixels: Pixels,
     *,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
@@ -99,14 +100,14 @@ def forward_pass(
     """One inference pass over uint8 ``pixels (N, C, H, W)``: head inputs and logits."""
     device = torch.device(device)
     model.eval().to(device)
-    x_all = torch.from_numpy(np.ascontiguousarray(pixels))
+    n = len(pixels)
     feats, logits = [], []
-    for lo in range(0, len(x_all), batch_size):
-        h = model.features(to_float(x_all[lo : lo + batch_size], device))
+    for lo in range(0, n, batch_size):
+        h = model.features(to_float(rows(pixels, slice(lo, lo + batch_size)), device))
         feats.append(h.float().cpu())
         logits.append(model.head(h).float().cpu())
         if progress:
-            progress(min(lo + batch_size, len(x_all)), len(x_all))
+            progress(min(lo + batch_size, n), n)
     return ForwardOutputs(torch.cat(feats).numpy(), torch.cat(logits).numpy())
 
 
@@ -262,7 +263,7 @@ def _feed_layer(
 
 def all_layer_norms(
     model: Classifier,
-    pixels: np.ndarray,
+    pixels: Pixels,
     labels: np.ndarray,
     *,
     want_l1: bool = True,
@@ -316,16 +317,16 @@ def all_layer_norms(
         return hook
 
     handles = [module.register_forward_hook(make_hook(name, w, b)) for name, module, w, b in layers]
-    x_all = torch.from_numpy(np.ascontiguousarray(pixels))
+    n = len(pixels)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     feats, logits_out, l1_out, layer_sq_out, sketch_out = [], [], [], [], []
     try:
         for p in trainable:  # the hooks produce the per-sample gradients; autograd need not
             p.requires_grad_(False)
-        for lo in range(0, len(x_all), batch_size):
+        for lo in range(0, n, batch_size):
             done.clear()
             seen.clear()
-            x = to_float(x_all[lo : lo + batch_size], device).requires_grad_(True)
+            x = to_float(rows(pixels, slice(lo, lo + batch_size)), device).requires_grad_(True)
             y = y_all[lo : lo + batch_size].to(device)
             with torch.enable_grad():
                 h = model.features(x)
@@ -350,7 +351,7 @@ def all_layer_norms(
                 sketch_out.append(sketch_batch.cpu())
             done.clear()
             if progress:
-                progress(min(lo + batch_size, len(x_all)), len(x_all))
+                progress(min(lo + batch_size, n), n)
     finally:
         for handle in handles:
             handle.remove()
@@ -362,7 +363,7 @@ def all_layer_norms(
         scope="all",
         features=torch.cat(feats).numpy(),
         logits=torch.cat(logits_out).numpy(),
-        l1=torch.cat(l1_out).numpy() if want_l1 else np.full(len(x_all), np.nan),
+        l1=torch.cat(l1_out).numpy() if want_l1 else np.full(n, np.nan),
         l2=np.sqrt(layer_sq_all.sum(1)),
         layer_l2=np.sqrt(layer_sq_all),
         layer_names=[name for name, *_ in layers],
@@ -372,7 +373,7 @@ def all_layer_norms(
 
 def gradient_stats(
     model: Classifier,
-    pixels: np.ndarray,
+    pixels: Pixels,
     labels: np.ndarray,
     *,
     scope: str = "last",

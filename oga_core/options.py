@@ -59,6 +59,7 @@ DEFAULT_IMAGE_SIZE = 32
 IMAGE_SIZE_RANGE = (4, 1024)
 IMAGE_SIZE_HELP = "side in pixels that file images are resized to (default 32)"
 GRAYSCALE_HELP = "read file images as one channel"
+WORKERS_HELP = "processes that decode image files (default: one per core, at most 8, from 2,000 files; 0: none)"
 SKIP_UNREADABLE_HELP = "leave out corrupt, missing or unreadable images instead of stopping"
 
 NOISE_KINDS = (

@@ -27,7 +27,7 @@ import torch
 
 from oga_core import detectors, health, options
 from oga_core.config import AnalysisConfig
-from oga_core.data import LabeledImages, index_of, load_source
+from oga_core.data import LabeledImages, default_workers, index_of, load_source
 from oga_core.embedding import embed_2d
 from oga_core.errors import DataError, OgaError
 from oga_core.files import atomic_path, file_digest
@@ -35,6 +35,7 @@ from oga_core.gradients import GradientStats, gradient_stats
 from oga_core.lastlayer import Trajectory, softmax
 from oga_core.models import Classifier, build_model, load_checkpoint
 from oga_core.noise import NoisyLabels, flip_labels
+from oga_core.pixels import PixelFile, Pixels, open_pixels
 from oga_core.progress import Progress, StageProgress, Stages
 from oga_core.store import Cache, cache_key, load_array, read_json, save_arrays, write_json
 from oga_core.train import channel_stats, resolve_device, train
@@ -197,8 +198,11 @@ def _array_of_rows(folder: Path, name: str, rows: int) -> np.ndarray:
     return array
 
 
-def load_data(config: AnalysisConfig, cache: Cache, stages: Stages | None = None) -> LoadedData:
-    """Open, fingerprint and decode the source, drop unreadable files if asked, inject noise."""
+def load_data(
+    config: AnalysisConfig, cache: Cache, stages: Stages | None = None, *, workers: int | None = None
+) -> LoadedData:
+    """Open, fingerprint and decode the source (``workers`` processes; default: the cores, at
+    most 8, from 2,000 files), drop unreadable files if asked, inject noise."""
     stages = stages or Stages()
     stages.begin("data")
     dataset = load_source(
@@ -210,23 +214,28 @@ def load_data(config: AnalysisConfig, cache: Cache, stages: Stages | None = None
     report = stages.begin("decode")
     key = cache_key(fp=fingerprint, size=dataset.image_shape)
 
-    def read(folder: Path) -> tuple[np.ndarray, dict[int, str]]:
-        pixels = _array_of_rows(folder, "pixels", len(dataset))
-        if pixels.shape[1:] != dataset.image_shape or pixels.dtype != np.uint8:
-            raise ValueError("pixels.npy has the wrong shape or type")
+    def read(folder: Path) -> tuple[Pixels, dict[int, str]]:
+        pixels = open_pixels(folder / "pixels.npy")
+        if len(pixels) != len(dataset) or tuple(pixels.shape[1:]) != dataset.image_shape:
+            raise ValueError("pixels.npy does not match the data")
         unreadable = {int(k): str(v) for k, v in read_json(folder / "unreadable.json").items()}
         return pixels, unreadable
 
     hit = cache.load("decode", key, read)
-    if hit is not None:
-        pixels, unreadable = hit
-    else:
-        result = dataset.decode(progress=report)
-        pixels, unreadable = result.pixels, result.unreadable
+    if hit is None:
+        # Decoded straight into the cache entry, a row at a time: a large set never sits in memory.
         with cache.entry("decode", key) as folder:
-            save_arrays(folder, pixels=pixels)
-            write_json(folder / "unreadable.json", {str(k): v for k, v in unreadable.items()})
-    stages.end(hit=hit is not None)
+            jobs = default_workers(len(dataset)) if workers is None else workers
+            result = dataset.decode(progress=report, workers=jobs, out=folder / "pixels.npy")
+            write_json(folder / "unreadable.json", {str(k): v for k, v in result.unreadable.items()})
+        hit = cache.load("decode", key, read)
+        if hit is None:  # the cache could not keep it (a read-only home): decode into memory
+            result = dataset.decode(progress=report, workers=jobs)
+            hit = result.pixels, result.unreadable
+        stages.end()
+    else:
+        stages.end(hit=True)
+    pixels, unreadable = hit
 
     data_id = fingerprint
     if unreadable:
@@ -237,7 +246,8 @@ def load_data(config: AnalysisConfig, cache: Cache, stages: Stages | None = None
         keep = np.array([i for i in range(len(dataset)) if i not in unreadable])
         if len(keep) == 0:
             raise DataError(f"no readable images in {config.data}")
-        dataset, pixels = dataset.subset(keep), pixels[keep]
+        dataset = dataset.subset(keep)
+        pixels = pixels.subset(keep) if isinstance(pixels, PixelFile) else pixels[keep]
         data_id = cache_key(fp=fingerprint, dropped=sorted(unreadable))
 
     noise = None
@@ -247,7 +257,7 @@ def load_data(config: AnalysisConfig, cache: Cache, stages: Stages | None = None
         )
         dataset = dataset.with_labels(noise.given)
         data_id = cache_key(fp=data_id, noise=config.noise, kind=config.noise_kind, seed=config.seed)
-    return LoadedData(dataset, np.asarray(pixels), fingerprint, data_id, noise)
+    return LoadedData(dataset, pixels, fingerprint, data_id, noise)
 
 
 @dataclass
@@ -312,7 +322,7 @@ def fit_model(
     if hit is not None:
         return hit
     model = build()
-    mean, std = channel_stats(pixels[~holdout])
+    mean, std = channel_stats(pixels)
     model.set_normalization(mean, std)
     head_replaced = False
     if config.checkpoint:
@@ -400,11 +410,18 @@ def _gradient_stats(
     return stats, key, False
 
 
-def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: StageProgress | None = None) -> Analysis:
+def analyze(
+    config: AnalysisConfig,
+    *,
+    cache: Cache | None = None,
+    progress: StageProgress | None = None,
+    workers: int | None = None,
+) -> Analysis:
     """Run (or load from the cache) every step for ``config``; records nothing in a workspace
     (callers do, with :meth:`Workspace.record`).
 
-    ``progress(stage, done, total)`` is called as each stage in ``options.STAGES`` advances.
+    ``progress(stage, done, total)`` is called as each stage in ``options.STAGES`` advances;
+    ``workers``: image-decoding processes (default: from the cores, see ``data.default_workers``).
     Raises :class:`~oga_core.errors.OgaError` for anything a person must fix.
     """
     config.validate()
@@ -412,7 +429,7 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
     cache = cache or Cache(notice=stages.notice)
     device = resolve_device(config.device)
     wall = time.perf_counter()
-    loaded = load_data(config, cache, stages)
+    loaded = load_data(config, cache, stages, workers=workers)
     dataset, pixels, data_id, noise = loaded.dataset, loaded.pixels, loaded.data_id, loaded.noise
 
     report = stages.begin("train")

@@ -19,6 +19,7 @@ from torch import nn
 from oga_core.errors import OgaError
 from oga_core.lastlayer import TRAJECTORY_FIELDS, Trajectory, primitives
 from oga_core.models import Classifier
+from oga_core.pixels import Pixels, sample_rows
 from oga_core.progress import Progress
 
 
@@ -54,10 +55,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def channel_stats(pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std ``(C,)`` of uint8 ``(N, C, H, W)`` images scaled to [0, 1]."""
-    x = torch.from_numpy(pixels[: min(len(pixels), 20_000)]).float().div_(255)
+def channel_stats(pixels: Pixels) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std ``(C,)`` of uint8 ``(N, C, H, W)`` images scaled to [0, 1],
+    from at most 2,000 images spread over the set."""
+    x = torch.from_numpy(sample_rows(pixels, 2_000)).float().div_(255)
     return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
+
+
+def rows(pixels: Pixels, index: torch.Tensor | np.ndarray | slice) -> torch.Tensor:
+    """uint8 ``(B, C, H, W)`` rows of pixels in memory or in a file, as a CPU tensor."""
+    if isinstance(index, torch.Tensor):
+        index = index.numpy()
+    return torch.from_numpy(np.ascontiguousarray(pixels[index]))
 
 
 def to_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -67,7 +76,7 @@ def to_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def train(
     model: Classifier,
-    pixels: np.ndarray,
+    pixels: Pixels,
     labels: np.ndarray,
     *,
     epochs: int = 10,
@@ -97,7 +106,6 @@ def train(
     if epochs <= 0:
         model.eval()
         return result
-    x_all = torch.from_numpy(np.ascontiguousarray(pixels))
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     n = len(y_all)
     held = np.zeros(n, dtype=bool) if holdout is None else np.asarray(holdout, dtype=bool)
@@ -120,7 +128,7 @@ def train(
         loss_sum, correct, seen, lr_sum = 0.0, 0, 0, 0.0
         for idx in _batches(order, batch_size):
             step += 1
-            x = to_float(x_all[idx], device)
+            x = to_float(rows(pixels, idx), device)
             y = y_all[idx].to(device)
             h = model.features(x)
             logits = model.head(h)
@@ -148,7 +156,7 @@ def train(
         record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
         if len(held_idx):
             model.eval()
-            values[epoch, held_idx.numpy()] = _eval_primitives(model, x_all, y_all, held_idx, batch_size, device)
+            values[epoch, held_idx.numpy()] = _eval_primitives(model, pixels, y_all, held_idx, batch_size, device)
             margin = values[epoch, held_idx.numpy(), TRAJECTORY_FIELDS.index("logit_margin")]
             record["holdout_accuracy"] = float((margin > 0).mean())  # the given label has the top logit
         result.history.append(record)
@@ -161,7 +169,7 @@ def train(
 @torch.no_grad()
 def _eval_primitives(
     model: Classifier,
-    x_all: torch.Tensor,
+    pixels: Pixels,
     y_all: torch.Tensor,
     idx: torch.Tensor,
     batch_size: int,
@@ -171,7 +179,7 @@ def _eval_primitives(
     out = []
     for lo in range(0, len(idx), max(batch_size, 256)):
         part = idx[lo : lo + max(batch_size, 256)]
-        h = model.features(to_float(x_all[part], device))
+        h = model.features(to_float(rows(pixels, part), device))
         out.append(_batch_primitives(h, model.head(h), y_all[part]))
     return np.concatenate(out)
 
