@@ -24,7 +24,9 @@ from PIL import Image
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
-from oga_app import ui
+from oga_app import resources
+from oga_app.messages import escape_md
+from oga_app.state import DEFAULT_CONFIG
 from oga_core.pipeline import analyze
 from oga_core.store import oga_home
 from oga_core.workspace import Workspace
@@ -93,7 +95,7 @@ def test_ranking_in_the_sidebar_rescores_without_recomputing(home, demo):
     top = demo.scores.sort_values("loss", ascending=False, kind="stable")["sample_id"].head(12).tolist()
     assert preview_ids(at) == top
     # The registry re-ranked the one analysis it holds: same data, same trained model.
-    ranked = ui.registry().peek(dataclasses.replace(ui.DEFAULT_CONFIG, detector="loss", budget=0.1))
+    ranked = resources.registry().peek(dataclasses.replace(DEFAULT_CONFIG, detector="loss", budget=0.1))
     assert ranked is not None and ranked.keys == demo.keys and int(ranked.scores["flagged"].sum()) == 180
 
 
@@ -513,7 +515,7 @@ def test_reopen_recent_work_reattaches_its_decisions(home, demo, tmp_path):
     Workspace(other.data_id).decisions().decide(first, "drop", original_label=0)
     at = open_app()
     (expander,) = [e for e in at.expander if "Recent work" in e.label]
-    assert ui.escape_md(f"folder:{folder}") in expander.markdown[0].value and "1 decided" in expander.markdown[0].value
+    assert escape_md(f"folder:{folder}") in expander.markdown[0].value and "1 decided" in expander.markdown[0].value
     at.button(key=f"reopen-{other.data_id}").click().run(timeout=TIMEOUT)
     assert_clean(at)
     assert any(f"Results · folder:{folder}" in s.value for s in at.subheader)
