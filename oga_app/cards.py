@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from oga_app import callbacks, resources
+from oga_app import callbacks, figures, resources
 from oga_app.messages import escape_md
-from oga_core import summaries
+from oga_core import options, summaries
 from oga_core.data import index_of
 from oga_core.errors import OgaError
 from oga_core.pipeline import Analysis
@@ -122,7 +122,8 @@ def preview_grid(analysis: Analysis, rows: pd.DataFrame, *, columns: int = 6) ->
 # -- one sample at a time --------------------------------------------------------------------
 def focus_view(analysis: Analysis, queue: pd.DataFrame) -> None:
     """One sample of ``queue`` large, decided from the keyboard: K keep, D drop, P relabel to the
-    prediction, ← / → previous / next. Each decision moves on to the next sample of ``queue``."""
+    prediction, ← / → previous / next. Each decision moves on to the next sample of ``queue``.
+    With the all-layers scope, the sample's gradient norm per layer is drawn beside it."""
     ids = queue["sample_id"].tolist()
     current = st.session_state.get(callbacks.FOCUS_KEY)
     i = ids.index(current) if current in ids else 0
@@ -188,3 +189,15 @@ def focus_view(analysis: Analysis, queue: pd.DataFrame) -> None:
                     args=(store_path, sid, None, given, None, goto),
                     disabled=goto is None,
                 )
+        layer_norms(analysis, sid)
+
+
+def layer_norms(analysis: Analysis, sample_id: str) -> None:
+    """The sample's gradient L2 norm in each layer (all-layers scope only; else where to get it)."""
+    norms = analysis.layer_norms(sample_id)
+    if norms is None:
+        scope = options.labels(options.SCOPES)["all"]
+        st.caption(f"Gradient norm per layer: analyse with the scope *{scope}* on Set-up to see it here.")
+        return
+    st.markdown("**Gradient norm per layer**")
+    st.plotly_chart(figures.layer_norm_figure(norms), key="layer-norms", config={"displayModeBar": False})

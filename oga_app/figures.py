@@ -1,5 +1,5 @@
-"""Plotly figures of the app (the map, the score histogram, the precision curves), built from
-plain frames of ``oga_core``.
+"""Plotly figures of the app (the map, the score histogram, the precision curves, one sample's
+per-layer gradient norms), built from plain frames of ``oga_core``.
 
 Every map trace carries the sample ids in ``customdata``: a selection is read back as ids
 (:func:`ids_from_points`), never as point indices (which count within one trace, and Plotly
@@ -201,5 +201,27 @@ def precision_figure(
         yaxis_title="precision among the top k",
         yaxis_range=[0, 1.02],
         legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def layer_norm_figure(norms: pd.Series, *, bar_px: int = 22) -> go.Figure:
+    """Horizontal bars of one sample's gradient L2 norm per layer (``Analysis.layer_norms``),
+    first layer on top: which layers the sample pulls hardest on."""
+    fig = go.Figure(
+        go.Bar(
+            x=norms.to_numpy(dtype=np.float64),
+            y=[str(name) for name in norms.index],
+            orientation="h",
+            marker_color=FLAG_COLOR,
+            hovertemplate="%{y}: %{x:.3g}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=60 + bar_px * len(norms),
+        margin={"l": 8, "r": 8, "t": 8, "b": 8},
+        xaxis_title="gradient L2 norm",
+        yaxis={"autorange": "reversed"},  # forward order, top to bottom
+        bargap=0.25,
     )
     return fig

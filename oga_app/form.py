@@ -63,7 +63,7 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
         key=wkey("setup_scope"),
         persist_state=SESSION,
         help="The paper uses the last layer's gradient. All layers costs a backward "
-        "pass per batch (about 5x a forward pass).",
+        "pass per batch (about 5x a forward pass) and shows each sample's gradient norm per layer on Review.",
     )
     st.caption("Detector and budget are in the sidebar: they re-rank at once, without retraining.")
     advanced = _advanced(current)

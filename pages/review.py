@@ -87,7 +87,8 @@ def render(analysis: Analysis) -> None:
         key="review_focus",
         persist_state=SESSION,
         help="K keep · D drop · P relabel to the prediction · ← → previous / next · Ctrl+Z undo. "
-        "Each decision moves on to the next sample.",
+        "Each decision moves on to the next sample. With the all-layers scope, the sample's gradient "
+        "norm per layer is drawn beside it.",
     )
 
     queue = summaries.review_queue(table, include_unflagged=include_all, given=given, predicted=predicted, state=state)

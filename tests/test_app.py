@@ -7,7 +7,6 @@ session's cache; each test gets its own app home (fresh decisions, fresh saved s
 
 from __future__ import annotations
 
-import base64
 import csv
 import dataclasses
 import io
@@ -31,7 +30,7 @@ from oga_core.pipeline import analyze
 from oga_core.store import oga_home
 from oga_core.workspace import Workspace
 
-from helpers import APP, TIMEOUT, assert_clean, open_app, open_page
+from helpers import APP, TIMEOUT, array, assert_clean, open_app, open_page
 
 
 def card_ids(at: AppTest) -> list[str]:
@@ -245,13 +244,6 @@ def _flagged_ids(analysis) -> list[str]:
 
 
 # -- Explore ---------------------------------------------------------------------------------
-def array(value) -> list:
-    """A Plotly JSON array as a list (Plotly 6+ writes numeric arrays as base64 typed arrays)."""
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
-    return list(value)
-
-
 def _select(at: AppTest, points: list[dict]) -> AppTest:
     """Send a box/lasso selection on the map, as the browser does: the chart's widget state."""
     (chart,) = [c for c in at.get("plotly_chart") if c.key == "map"]
