@@ -1,5 +1,5 @@
-"""What the page-by-page tests in tests/test_app.py leave out: one sample's gradient norm per
-layer on Review."""
+"""What the page-by-page tests in tests/test_app.py leave out: the default UMAP map (every other
+AppTest asks for PCA, which is instant) and one sample's gradient norm per layer on Review."""
 
 from __future__ import annotations
 
@@ -14,6 +14,25 @@ from oga_core import options
 from oga_core.pipeline import analyze
 
 from helpers import array, assert_clean, open_page
+
+
+def test_explore_draws_the_default_umap_map_with_one_point_per_sample(home, demo):
+    at = open_page("explore")  # no map chosen: the engine's default, UMAP (compiles numba once: ~30 s)
+    assert at.button_group(key="map_method").value == options.MAP_METHODS[0].name == "umap"
+    (chart,) = [c for c in at.get("plotly_chart") if c.key == "map"]
+    traces = [t for t in json.loads(chart.proto.spec)["data"] if t.get("customdata")]
+    ids = [sid for t in traces for sid in array(t["customdata"])]
+    assert sorted(ids) == sorted(demo.dataset.ids)  # every sample once
+    xy = np.array([(x, y) for t in traces for x, y in zip(array(t["x"]), array(t["y"]))])
+    assert xy.shape == (len(demo.dataset), 2) and np.isfinite(xy).all()
+    assert len(np.unique(xy.round(4), axis=0)) > len(xy) // 2  # a spread-out map, not a point
+    umap = demo.map_coords(method="umap", space="features")  # the engine cached what the page drew
+    position = {sid: i for i, sid in enumerate(demo.dataset.ids)}
+    drawn = dict(zip(ids, map(tuple, xy)))
+    assert np.allclose(
+        [drawn[sid] for sid in demo.dataset.ids[:50]], umap[[position[s] for s in demo.dataset.ids[:50]]]
+    )
+    assert_clean(at)
 
 
 @pytest.fixture
