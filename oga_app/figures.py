@@ -1,12 +1,15 @@
-"""Plotly figures of the Explore and Evaluate pages, built from plain frames of ``oga_core``.
+"""Plotly figures of the app (the map, the score histogram, the precision curves, one sample's
+per-layer gradient norms), built from plain frames of ``oga_core``.
 
-Every map trace carries the sample ids in ``customdata``: a selection is read back as ids,
-never as point indices (which count within one trace, and Plotly draws one trace per colour).
+Every map trace carries the sample ids in ``customdata``: a selection is read back as ids
+(:func:`ids_from_points`), never as point indices (which count within one trace, and Plotly
+draws one trace per colour).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +51,24 @@ def _points(frame: pd.DataFrame, name: str, point_size: float, **marker: object)
         marker={"size": _sizes(frame, point_size), "line": {"width": 0}, **marker},
         unselected={"marker": {"opacity": 0.35}},  # Plotly's default fades the rest to near white
     )
+
+
+def ids_from_points(points: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    """Sample ids of selected map points (a selection event's ``points``), read from
+    ``customdata``; order kept, duplicates dropped, points without an id (density cells) skipped."""
+    ids: list[str] = []
+    seen: set[str] = set()
+    for point in points or []:
+        value = point.get("customdata")
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is None:
+            continue
+        sid = str(value)
+        if sid not in seen:
+            seen.add(sid)
+            ids.append(sid)
+    return ids
 
 
 def map_figure(
@@ -180,5 +201,27 @@ def precision_figure(
         yaxis_title="precision among the top k",
         yaxis_range=[0, 1.02],
         legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def layer_norm_figure(norms: pd.Series, *, bar_px: int = 22) -> go.Figure:
+    """Horizontal bars of one sample's gradient L2 norm per layer (``Analysis.layer_norms``),
+    first layer on top: which layers the sample pulls hardest on."""
+    fig = go.Figure(
+        go.Bar(
+            x=norms.to_numpy(dtype=np.float64),
+            y=[str(name) for name in norms.index],
+            orientation="h",
+            marker_color=FLAG_COLOR,
+            hovertemplate="%{y}: %{x:.3g}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=60 + bar_px * len(norms),
+        margin={"l": 8, "r": 8, "t": 8, "b": 8},
+        xaxis_title="gradient L2 norm",
+        yaxis={"autorange": "reversed"},  # forward order, top to bottom
+        bargap=0.25,
     )
     return fig

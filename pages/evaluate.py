@@ -8,18 +8,28 @@ import math
 
 import streamlit as st
 
-from oga_app import figures, ui
+from oga_app import entry, figures, loading, resources, state
+from oga_app.messages import SETUP_PAGE
 from oga_core import summaries
 from oga_core.detectors import detector_column
 from oga_core.evaluate import decision_quality, detection_metrics
+from oga_core.pipeline import Analysis
 
 
-def _pct(value: float) -> str:
+def _pct(value: float | None) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.0%}"
 
 
-def evaluate(analysis) -> None:
-    """Every detector, and the person's decisions, against the injected truth."""
+def render(analysis: Analysis) -> None:
+    if analysis.noise is None:
+        st.info(
+            "Evaluation needs known truth. On the Set-up page, flip a share of labels on purpose (the demo "
+            f"flips {state.DEMO_NOISE:.0%}) and analyze again: oga keeps the true labels and measures every "
+            "detector against them.",
+            icon=":material/science:",
+        )
+        st.page_link(SETUP_PAGE, label="Go to Set-up", icon=":material/tune:")
+        return
     config = analysis.config
     truth = analysis.noise.noisy
     n_bad = int(truth.sum())
@@ -28,10 +38,16 @@ def evaluate(analysis) -> None:
         f"{n_bad:,} of {len(truth):,} labels were flipped on purpose ({config.noise_kind}). k = {k_budget} is the "
         f"budget ({config.budget:.1%}); k = {n_bad} is the true number of flipped labels, where precision = recall."
     )
+    detectors(analysis, k_budget, n_bad)
+    decisions(analysis, n_bad)
 
+
+def detectors(analysis: Analysis, k_budget: int, n_bad: int) -> None:
+    """Every score column against the injected truth: a table and the precision curves."""
+    truth = analysis.noise.noisy
     st.subheader("Detectors against the truth")
-    metrics = detection_metrics(analysis.scores, truth, budget=config.budget)
-    active = detector_column(config.detector)
+    metrics = detection_metrics(analysis.scores, truth, budget=analysis.config.budget)
+    active = detector_column(analysis.config.detector)
     metrics.insert(0, "in use", metrics["score"].eq(active).map({True: "◀ ranking", False: ""}))
     number_cols = [c for c in metrics.columns if c not in ("score", "in use")]
     st.dataframe(
@@ -52,12 +68,15 @@ def evaluate(analysis) -> None:
         config={"displaylogo": False},
     )
 
+
+def decisions(analysis: Analysis, n_bad: int) -> None:
+    """The person's keep / drop / relabel calls against the injected truth."""
     st.subheader("Your decisions against the truth")
-    table = ui.decided_table(analysis)
-    decisions = ui.store_for(analysis).table()
-    quality = decision_quality(decisions, analysis.scores)
+    table = loading.decided_table(analysis)
+    decided = resources.store_for(analysis).table()
+    quality = decision_quality(decided, analysis.scores)
     caught = summaries.decisions_vs_truth(table) or {}
-    if not len(decisions):
+    if not len(decided):
         st.caption("No decisions yet: review some flagged samples and come back.")
     c = st.columns(4)
     c[0].metric(
@@ -80,16 +99,5 @@ def evaluate(analysis) -> None:
     )
 
 
-ui.require_entry()
-st.title("Evaluate")
-with ui.guard(setup_link=True):
-    analysis = ui.current_analysis()
-    if analysis.noise is None:
-        st.info(
-            "Evaluation needs known truth. On the Set-up page, flip a share of labels on purpose (the demo "
-            "flips 10%) and analyze again: oga keeps the true labels and measures every detector against them.",
-            icon=":material/science:",
-        )
-        st.page_link(ui.PAGES.get("setup", "app.py"), label="Go to Set-up", icon=":material/tune:")
-    else:
-        evaluate(analysis)
+if __name__ == "__main__":  # run as a page (see oga_app.entry)
+    render(entry.analysis())

@@ -7,55 +7,58 @@ it survives a change of colouring (which redraws the chart) until it is cleared 
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from oga_app import figures, ui
-from oga_core import summaries
+from oga_app import actions, callbacks, cards, entry, figures, loading, resources
+from oga_core import options, summaries
+from oga_core.detectors import DETECTORS
+from oga_core.pipeline import Analysis
 
 SESSION = "session"
 SELECTION = "explore_selection"
-METHODS = {"umap": "UMAP", "pca": "PCA (instant)"}
-SPACES = {"features": "model features", "gradients": "loss gradients"}
+PAGE_KEY = "explore_page"
+PAGE_SIZE = 20
+# The first choice is the engine's default (Analysis.map_coords: UMAP of the model's features).
+METHODS, SPACES = options.MAP_METHODS, options.MAP_SPACES
 
 
-@ui.safe_callback
+@callbacks.safe_callback
 def _on_select() -> None:
     event = st.session_state.get("map") or {}
-    points = (event.get("selection") or {}).get("points") or []
-    st.session_state[SELECTION] = ui.ids_from_points(points)
-    st.session_state["explore_page"] = 1
+    st.session_state[SELECTION] = figures.ids_from_points((event.get("selection") or {}).get("points"))
+    st.session_state[PAGE_KEY] = 1
 
 
 def _clear_selection() -> None:
     st.session_state[SELECTION] = []
 
 
-ui.require_entry()
-st.title("Explore")
-with ui.guard(setup_link=True):
-    analysis = ui.current_analysis()
+def render(analysis: Analysis) -> None:
     classes = analysis.dataset.classes
-    table = ui.decided_table(analysis)
+    table = loading.decided_table(analysis)
+    detector = DETECTORS[analysis.config.detector].label
 
     c = st.columns([2, 3, 2, 1, 1], vertical_alignment="bottom")
     method = c[0].segmented_control(
         "Map",
-        list(METHODS),
-        default="umap",
-        format_func=METHODS.get,
+        options.names(METHODS),
+        default=METHODS[0].name,
+        format_func=options.labels(METHODS).get,
         key="map_method",
         required=True,
         persist_state=SESSION,
-        help="UMAP keeps clusters apart (the first map in a new server takes ~30 s to compile); PCA is instant.",
+        help="; ".join(f"{m.label}: {m.help}" for m in METHODS) + ".",
     )
     space = c[1].segmented_control(
         "Of",
-        list(SPACES),
-        default="features",
-        format_func=SPACES.get,
+        options.names(SPACES),
+        default=SPACES[0].name,
+        format_func=options.labels(SPACES).get,
         key="map_space",
         required=True,
         persist_state=SESSION,
+        help="; ".join(f"{s.label}: {s.help}" for s in SPACES) + ".",
     )
     color_by = c[2].selectbox("Colour by", figures.COLOR_BY, key="map_color", persist_state=SESSION)
     size = c[3].number_input("Point size", 2.0, 14.0, 5.0, 1.0, key="map_point_size", persist_state=SESSION)
@@ -63,9 +66,9 @@ with ui.guard(setup_link=True):
 
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        wait = "Computing the UMAP map (the first one in a new server compiles UMAP: ~30 s) …"
-        with st.spinner(wait if method == "umap" else "Computing the map …"):
-            coords = ui.map_coords(analysis, method, space)
+        chosen = next(m for m in METHODS if m.name == method)
+        with st.spinner(f"Computing the {chosen.label} map of the {options.labels(SPACES)[space]} ({chosen.help}) …"):
+            coords = resources.map_coords(analysis, method, space)
         frame = summaries.map_frame(table, coords)
         st.plotly_chart(
             figures.map_figure(frame, color_by=color_by, classes=classes, point_size=size),
@@ -79,9 +82,9 @@ with ui.guard(setup_link=True):
             "double-click to clear; scroll to zoom."
         )
     with right:
-        st.markdown(f"**Scores** · {ui.DETECTOR_LABELS[analysis.config.detector]}")
+        st.markdown(f"**Scores** · {detector}")
         st.plotly_chart(
-            figures.score_histogram(table, detector_label=ui.DETECTOR_LABELS[analysis.config.detector], log_y=log_y),
+            figures.score_histogram(table, detector_label=detector, log_y=log_y),
             key="histogram",
             config={"displaylogo": False},
         )
@@ -101,19 +104,26 @@ with ui.guard(setup_link=True):
         height=36 * (len(confusion) + 1) + 3,  # every row visible, no inner scroll
     )
     st.caption("Off-diagonal cells are flagged samples the model disagrees with: the likely label errors.")
+    selection(analysis, table)
 
-    selected = [sid for sid in st.session_state.get(SELECTION, []) if sid]
-    rows = summaries.rows_for_ids(table, selected)
+
+def selection(analysis: Analysis, table: pd.DataFrame) -> None:
+    """The samples selected on the map, as editable cards, highest score first."""
+    rows = summaries.rows_for_ids(table, [sid for sid in st.session_state.get(SELECTION, []) if sid])
     st.subheader(f"Selection · {len(rows):,} samples")
     if not len(rows):
         st.caption("Select points on the map to open them here, with the same decisions as on Review.")
-    else:
-        start, stop, n_pages = summaries.page_bounds(len(rows), st.session_state.get("explore_page", 1), 20)
-        top = st.columns([3, 2, 1], vertical_alignment="center")
-        top[0].caption(f"Showing {start + 1}–{stop} of {len(rows):,}, highest score first")
-        with top[1]:
-            st.pagination(n_pages, key="explore_page", width="stretch")
-        top[2].button("Clear selection", key="clear-selection", on_click=_clear_selection, icon=":material/close:")
-        ui.bulk_actions(analysis, rows, key="selection", scope="in the selection")
-        ui.undo_button(analysis, key="explore-undo")
-        ui.sample_grid(analysis, rows.iloc[start:stop], columns=5)
+        return
+    start, stop, n_pages = summaries.page_bounds(len(rows), st.session_state.get(PAGE_KEY, 1), PAGE_SIZE)
+    top = st.columns([3, 2, 1], vertical_alignment="center")
+    top[0].caption(f"Showing {start + 1}–{stop} of {len(rows):,}, highest score first")
+    with top[1]:
+        st.pagination(n_pages, key=PAGE_KEY, width="stretch")
+    top[2].button("Clear selection", key="clear-selection", on_click=_clear_selection, icon=":material/close:")
+    actions.bulk_actions(analysis, rows, key="selection", scope="in the selection")
+    actions.undo_button(analysis, key="explore-undo")
+    cards.sample_grid(analysis, rows.iloc[start:stop], columns=5)
+
+
+if __name__ == "__main__":  # run as a page (see oga_app.entry)
+    render(entry.analysis())

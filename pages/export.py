@@ -1,4 +1,5 @@
-"""Export: the cleaned data set as a manifest CSV (download or file) and as an image-folder copy.
+"""Export: the cleaned data set as a manifest CSV (download or file) and as an image-folder copy
+(written on the server, or packed as a .zip to download).
 
 The manifest is built from the decisions in SQLite at the moment of the click; cells a
 spreadsheet would run as formulas are neutralised by ``oga_core.export``.
@@ -6,11 +7,15 @@ spreadsheet would run as formulas are neutralised by ``oga_core.export``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
-from oga_app import ui
+from oga_app import entry, resources
+from oga_app.messages import guard
+from oga_core.decisions import DecisionStore
 from oga_core.export import (
     check_manifest_path,
     cleaned_manifest,
@@ -21,28 +26,24 @@ from oga_core.export import (
     safe_csv_frame,
     write_manifest,
 )
+from oga_core.pipeline import Analysis
 from oga_core.store import oga_home
 from oga_core.uploads import export_image_zip
 
 SESSION = "session"
 DROPPED = {"exclude": "Leave dropped samples out", "mark": "Keep them, marked action=drop"}
+PREVIEW_ROWS = 2000
+ZIP_KEY = "export_zip"  # (path, dropped setting, number of decision events) of the last .zip built
 
 
-ui.require_entry()
-st.title("Export")
-with ui.guard(setup_link=True):
-    analysis = ui.current_analysis()
-    store = ui.store_for(analysis)
-    decisions = store.table()
+def render(analysis: Analysis) -> None:
+    store = resources.store_for(analysis)
     counts = store.counts()
-    slug = export_slug(analysis.config.data, analysis.data_id)
-
     c = st.columns(4)
     c[0].metric("Kept", counts["keep"])
     c[1].metric("Dropped", counts["drop"])
     c[2].metric("Relabelled", counts["relabel"])
     c[3].metric("Undecided", f"{len(analysis.dataset) - sum(counts.values()):,}", help="Exported as they are.")
-
     dropped = st.radio(
         "Dropped samples",
         list(DROPPED),
@@ -51,24 +52,40 @@ with ui.guard(setup_link=True):
         horizontal=True,
         persist_state=SESSION,
     )
-    manifest = cleaned_manifest(analysis.dataset, decisions, scores=analysis.scores, dropped=dropped)
+    manifest = cleaned_manifest(analysis.dataset, store.table(), scores=analysis.scores, dropped=dropped)
+    manifest_section(analysis, manifest)
+    folder_section(analysis, manifest, store, dropped)
+    with st.expander("Decision log (append-only, for audits)"):
+        events = store.events()
+        st.dataframe(safe_csv_frame(events.tail(500)), width="stretch", hide_index=True)
+        st.download_button(
+            "Download the decision log",
+            manifest_csv_bytes(events),
+            file_name=f"{export_slug(analysis.config.data, analysis.data_id)}-decision-log.csv",
+            mime="text/csv",
+            key="download-log",
+            on_click="ignore",
+        )
 
+
+def manifest_section(analysis: Analysis, manifest: pd.DataFrame) -> None:
+    """The cleaned manifest: a preview, a download, and a write to a file on the server."""
     st.subheader("Cleaned manifest")
     st.caption("Columns: sample_id, path, original_label, label, action, score. Undecided samples keep their label.")
     only_decided = st.toggle(
         "Preview decided samples only", value=True, key="export_only_decided", persist_state=SESSION
     )
     preview = manifest[manifest["action"] != "undecided"] if only_decided else manifest
-    st.dataframe(safe_csv_frame(preview.head(2000)), width="stretch", hide_index=True, height=260)
+    st.dataframe(safe_csv_frame(preview.head(PREVIEW_ROWS)), width="stretch", hide_index=True, height=260)
     st.caption(
-        f"{len(manifest):,} rows in the manifest" + (" (preview shows the first 2,000)" if len(preview) > 2000 else "")
+        f"{len(manifest):,} rows in the manifest"
+        + (f" (preview shows the first {PREVIEW_ROWS:,})" if len(preview) > PREVIEW_ROWS else "")
     )
-
     row = st.columns([2, 3, 1, 1], vertical_alignment="bottom")
     row[0].download_button(
         "Download cleaned CSV",
         manifest_csv_bytes(manifest),
-        file_name=f"{slug}-cleaned.csv",
+        file_name=f"{export_slug(analysis.config.data, analysis.data_id)}-cleaned.csv",
         mime="text/csv",
         key="download-csv",
         type="primary",
@@ -87,11 +104,26 @@ with ui.guard(setup_link=True):
         help="Without this, a file that exists and is not a manifest oga wrote is never overwritten.",
     )
     if row[3].button("Write CSV", key="write-csv", icon=":material/save:"):
-        with ui.guard():
+        with guard():
             target = check_manifest_path(Path(csv_path), analysis.dataset, overwrite=replace_csv)
             written = write_manifest(manifest, target)
             st.success(f"Wrote {len(manifest):,} rows to {written}", icon=":material/check_circle:")
 
+
+def _progress_bar(verb: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A progress bar for copying images: ``(update(done, total), remove())``."""
+    bar = st.progress(0.0, text=f"{verb} images …")
+
+    def update(done: int, total: int) -> None:
+        if done == total or done % 200 == 0:  # a message to the browser per update: not per image
+            bar.progress(done / total, text=f"{verb} images: {done:,} of {total:,}")
+
+    return update, bar.empty
+
+
+def folder_section(analysis: Analysis, manifest: pd.DataFrame, store: DecisionStore, dropped: str) -> None:
+    """The image-folder copy: written to a folder on the server, or built as a .zip to download."""
+    slug = export_slug(analysis.config.data, analysis.data_id)
     st.subheader("Image-folder copy")
     st.caption(
         "Writes DEST/<label>/<file> for every sample not dropped (relabelled ones under their new label), "
@@ -111,44 +143,33 @@ with ui.guard(setup_link=True):
         ".oga-export.json) are replaced; any other file stays, and a folder oga did not write is refused.",
     )
     if row[2].button("Write image folder", key="write-folder", icon=":material/folder_copy:"):
-        with ui.guard():
-            bar = st.progress(0.0, text="Copying images …")
+        with guard():
+            update, done = _progress_bar("Copying")
             per_class = export_image_folder(
-                analysis.dataset,
-                manifest,
-                Path(dest),
-                overwrite=overwrite,
-                progress=lambda done, total: (
-                    bar.progress(done / total, text=f"Copying images: {done:,} of {total:,}")
-                    if done == total or done % 200 == 0
-                    else None
-                ),
+                analysis.dataset, manifest, Path(dest), overwrite=overwrite, progress=update
             )
-            bar.empty()
+            done()
             st.success(
                 f"Copied {sum(per_class.values()):,} images in {len(per_class)} classes to {Path(dest).expanduser().resolve()}",
                 icon=":material/check_circle:",
             )
 
     row = st.columns([2, 3], vertical_alignment="center")
+    events = len(store.events())
     if row[0].button("Build the image folder as a .zip", key="zip-folder", icon=":material/folder_zip:"):
-        with ui.guard():
-            bar = st.progress(0.0, text="Packing images …")
-            zip_path, per_class = export_image_zip(
+        with guard():
+            update, done = _progress_bar("Packing")
+            zip_path, _ = export_image_zip(
                 analysis.dataset,
                 manifest,
                 oga_home() / "exports" / slug / f"{slug}-cleaned.zip",
                 name=f"{slug}-cleaned",
-                progress=lambda done, total: (
-                    bar.progress(done / total, text=f"Packing images: {done:,} of {total:,}")
-                    if done == total or done % 200 == 0
-                    else None
-                ),
+                progress=update,
             )
-            bar.empty()
-            st.session_state["export_zip"] = (str(zip_path), dropped, len(store.events()))
-    built, built_dropped, built_events = st.session_state.get("export_zip") or (None, None, None)
-    if built and (built_dropped, built_events) != (dropped, len(store.events())):
+            done()
+            st.session_state[ZIP_KEY] = (str(zip_path), dropped, events)
+    built, built_dropped, built_events = st.session_state.get(ZIP_KEY) or (None, None, None)
+    if built and (built_dropped, built_events) != (dropped, events):
         row[1].caption("Decisions changed since the .zip was built: build it again.")
     elif built and Path(built).is_file() and Path(built).name.startswith(slug):
         with open(built, "rb") as archive:
@@ -165,14 +186,6 @@ with ui.guard(setup_link=True):
     else:
         row[1].caption("For a server you cannot reach by file path: the same copy as one download.")
 
-    with st.expander("Decision log (append-only, for audits)"):
-        events = store.events()
-        st.dataframe(safe_csv_frame(events.tail(500)), width="stretch", hide_index=True)
-        st.download_button(
-            "Download the decision log",
-            manifest_csv_bytes(events),
-            file_name=f"{slug}-decision-log.csv",
-            mime="text/csv",
-            key="download-log",
-            on_click="ignore",
-        )
+
+if __name__ == "__main__":  # run as a page (see oga_app.entry)
+    render(entry.analysis())

@@ -8,37 +8,39 @@ from __future__ import annotations
 
 import streamlit as st
 
-from oga_app import ui
+from oga_app import actions, cards, entry, loading
 from oga_core import summaries
+from oga_core.detectors import DETECTORS
+from oga_core.pipeline import Analysis
 
 SESSION = "session"
+PAGE_KEY = "review_page"
 STATE_LABELS = {
     "all": "All",
-    "undecided": "Undecided",
+    summaries.UNDECIDED: "Undecided",
     "decided": "Decided",
     "keep": "Kept",
     "drop": "Dropped",
     "relabel": "Relabelled",
 }
+PAGE_SIZES = (10, 20, 40, 80)
+COLUMNS = (3, 4, 5, 6, 8)
 
 
 def _first_page() -> None:
-    st.session_state["review_page"] = 1
+    st.session_state[PAGE_KEY] = 1
 
 
-ui.require_entry()
-st.title("Review")
-with ui.guard(setup_link=True):
-    analysis = ui.current_analysis()
+def render(analysis: Analysis) -> None:
     classes = analysis.dataset.classes
-    table = ui.decided_table(analysis)
+    table = loading.decided_table(analysis)
     reviewed, flagged = summaries.review_progress(table)
 
     top = st.columns([3, 2], vertical_alignment="bottom")
     with top[0]:
         st.progress(reviewed / flagged if flagged else 0.0, text=f"**Reviewed {reviewed} of {flagged} flagged**")
     with top[1]:
-        ui.undo_button(analysis)
+        actions.undo_button(analysis)
 
     f = st.columns([3, 3, 2, 2, 2], vertical_alignment="bottom")
     given = f[0].multiselect(
@@ -61,17 +63,17 @@ with ui.guard(setup_link=True):
     )
     state = f[2].selectbox(
         "Decision",
-        list(STATE_LABELS),
+        summaries.REVIEW_STATES,
         format_func=STATE_LABELS.get,
         key="review_state",
         on_change=_first_page,
         persist_state=SESSION,
     )
     page_size = f[3].selectbox(
-        "Per page", [10, 20, 40, 80], index=1, key="review_page_size", on_change=_first_page, persist_state=SESSION
+        "Per page", PAGE_SIZES, index=1, key="review_page_size", on_change=_first_page, persist_state=SESSION
     )
     # Five columns keep each card wide enough for its Keep / Drop buttons on a laptop screen.
-    columns = f[4].selectbox("Columns", [3, 4, 5, 6, 8], index=2, key="review_columns", persist_state=SESSION)
+    columns = f[4].selectbox("Columns", COLUMNS, index=2, key="review_columns", persist_state=SESSION)
     t = st.columns(2)
     include_all = t[0].toggle(
         "Also show samples below the budget (ranked by score)",
@@ -85,31 +87,35 @@ with ui.guard(setup_link=True):
         key="review_focus",
         persist_state=SESSION,
         help="K keep · D drop · P relabel to the prediction · ← → previous / next · Ctrl+Z undo. "
-        "Each decision moves on to the next sample.",
+        "Each decision moves on to the next sample. With the all-layers scope, the sample's gradient "
+        "norm per layer is drawn beside it.",
     )
 
     queue = summaries.review_queue(table, include_unflagged=include_all, given=given, predicted=predicted, state=state)
     n_pages = summaries.page_bounds(len(queue), 1, page_size)[2]
-    if st.session_state.get("review_page", 1) > n_pages:
-        st.session_state["review_page"] = n_pages  # the last page emptied by a decision under a filter
+    if st.session_state.get(PAGE_KEY, 1) > n_pages:
+        st.session_state[PAGE_KEY] = n_pages  # the last page emptied by a decision under a filter
     if not len(queue):
         st.info(
             "No samples match these filters." if flagged else "Nothing is flagged: raise the budget in the sidebar.",
             icon=":material/filter_alt_off:",
         )
     elif focus:
-        ui.focus_view(analysis, queue)
+        cards.focus_view(analysis, queue)
     else:
-        page = st.session_state.get("review_page", 1)
-        start, stop, n_pages = summaries.page_bounds(len(queue), page, page_size)
+        start, stop, n_pages = summaries.page_bounds(len(queue), st.session_state.get(PAGE_KEY, 1), page_size)
         rows = queue.iloc[start:stop]
         bar = st.columns([3, 2], vertical_alignment="center")
         bar[0].caption(
-            f"Showing {start + 1}–{stop} of {len(queue):,}, sorted by {ui.DETECTOR_LABELS[analysis.config.detector]}, "
+            f"Showing {start + 1}–{stop} of {len(queue):,}, sorted by {DETECTORS[analysis.config.detector].label}, "
             "largest first. Each card: the given label → the model's prediction (orange when they disagree), "
             "rank and score, sample id."
         )
         with bar[1]:
-            st.pagination(n_pages, key="review_page", width="stretch", persist_state=SESSION)
-        ui.bulk_actions(analysis, rows, key="bulk")
-        ui.sample_grid(analysis, rows, columns=columns)
+            st.pagination(n_pages, key=PAGE_KEY, width="stretch", persist_state=SESSION)
+        actions.bulk_actions(analysis, rows, key="bulk")
+        cards.sample_grid(analysis, rows, columns=columns)
+
+
+if __name__ == "__main__":  # run as a page (see oga_app.entry)
+    render(entry.analysis())

@@ -82,10 +82,10 @@ def digits_analysis(digits_config):
 @pytest.fixture(scope="session")
 def demo(_isolated_home):
     """The app's default demo analysis, trained once into the session's cache (~15 s on 2 cores)."""
-    from oga_app import ui
+    from oga_app.state import DEFAULT_CONFIG
     from oga_core.pipeline import analyze
 
-    return analyze(ui.DEFAULT_CONFIG)
+    return analyze(DEFAULT_CONFIG)
 
 
 @pytest.fixture

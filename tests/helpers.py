@@ -3,11 +3,13 @@ AppTest, running the CLI and checking that nothing was lost or touched."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from oga_core.cli import main
@@ -49,6 +51,13 @@ def page_error(at: AppTest, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in errors[0], (fragment, errors[0])
     return errors[0]
+
+
+def array(value) -> list:
+    """A Plotly JSON array as a list (Plotly 6+ writes numeric arrays as base64 typed arrays)."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)
 
 
 # -- the CLI ---------------------------------------------------------------------------------

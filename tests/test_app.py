@@ -7,7 +7,6 @@ session's cache; each test gets its own app home (fresh decisions, fresh saved s
 
 from __future__ import annotations
 
-import base64
 import csv
 import dataclasses
 import io
@@ -24,13 +23,15 @@ from PIL import Image
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
-from oga_app import ui
+from oga_app import resources
+from oga_app.messages import escape_md
+from oga_app.state import DEFAULT_CONFIG
 from oga_core.detectors import SCORE_COLUMNS
 from oga_core.pipeline import analyze
 from oga_core.store import oga_home
 from oga_core.workspace import Workspace
 
-from helpers import APP, TIMEOUT, assert_clean, open_app, open_page
+from helpers import APP, TIMEOUT, array, assert_clean, open_app, open_page
 
 
 def card_ids(at: AppTest) -> list[str]:
@@ -95,7 +96,7 @@ def test_ranking_in_the_sidebar_rescores_without_recomputing(home, demo):
     top = ranked_scores.sort_values("score", ascending=False, kind="stable")["sample_id"].head(12).tolist()
     assert preview_ids(at) == top
     # The registry re-ranked the one analysis it holds: same data, same trained model.
-    ranked = ui.registry().peek(dataclasses.replace(ui.DEFAULT_CONFIG, detector="loss", budget=0.1))
+    ranked = resources.registry().peek(dataclasses.replace(DEFAULT_CONFIG, detector="loss", budget=0.1))
     assert ranked is not None and ranked.keys == demo.keys and int(ranked.scores["flagged"].sum()) == 180
 
 
@@ -245,13 +246,6 @@ def _flagged_ids(analysis) -> list[str]:
 
 
 # -- Explore ---------------------------------------------------------------------------------
-def array(value) -> list:
-    """A Plotly JSON array as a list (Plotly 6+ writes numeric arrays as base64 typed arrays)."""
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
-    return list(value)
-
-
 def _select(at: AppTest, points: list[dict]) -> AppTest:
     """Send a box/lasso selection on the map, as the browser does: the chart's widget state."""
     (chart,) = [c for c in at.get("plotly_chart") if c.key == "map"]
@@ -515,7 +509,7 @@ def test_reopen_recent_work_reattaches_its_decisions(home, demo, tmp_path):
     Workspace(other.data_id).decisions().decide(first, "drop", original_label=0)
     at = open_app()
     (expander,) = [e for e in at.expander if "Recent work" in e.label]
-    assert ui.escape_md(f"folder:{folder}") in expander.markdown[0].value and "1 decided" in expander.markdown[0].value
+    assert escape_md(f"folder:{folder}") in expander.markdown[0].value and "1 decided" in expander.markdown[0].value
     at.button(key=f"reopen-{other.data_id}").click().run(timeout=TIMEOUT)
     assert_clean(at)
     assert any(f"Results · folder:{folder}" in s.value for s in at.subheader)

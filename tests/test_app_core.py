@@ -1,5 +1,5 @@
-"""The app's pure helpers: oga_core.summaries, oga_core.uploads, and oga_app.ui's registry and
-selection parsing. Small synthetic inputs; no Streamlit session, no training."""
+"""The app's pure helpers: oga_core.summaries, oga_core.uploads, oga_app.registry and the map's
+selection parsing (oga_app.figures). Small synthetic inputs; no Streamlit session, no training."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from oga_app import ui
+from oga_app.figures import ids_from_points
+from oga_app.registry import AnalysisRegistry
 from oga_core import summaries
 from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages
@@ -281,7 +282,7 @@ def test_zip_folder_and_export_image_zip(tmp_path):
     assert counts == {"a": 2} and names == ["clean/a/0.png", "clean/a/2.png", "clean/manifest.csv"]
 
 
-# -- oga_app.ui: pure parts ------------------------------------------------------------------
+# -- oga_app: pure parts ---------------------------------------------------------------------
 def test_ids_from_points_reads_customdata_not_indices():
     points = [
         {"curve_number": 0, "point_index": 3, "customdata": "s07"},
@@ -289,15 +290,15 @@ def test_ids_from_points_reads_customdata_not_indices():
         {"curve_number": 1, "point_index": 0, "customdata": "s07"},  # drawn twice: once in the list
         {"curve_number": 1, "point_index": 5},  # a density cell carries no id
     ]
-    assert ui.ids_from_points(points) == ["s07", "s11"]
-    assert ui.ids_from_points([]) == []
+    assert ids_from_points(points) == ["s07", "s11"]
+    assert ids_from_points([]) == []
 
 
-def test_base_config_drops_only_the_ranking():
+def test_the_registry_keys_analyses_by_their_unranked_config():
     config = AnalysisConfig(data="demo:digits", noise=0.1, detector="loss", budget=0.2, per_class=True, scope="all")
-    base = ui.base_config(config)
+    base = config.unranked()
     assert base == dataclasses.replace(config, detector="l2", budget=0.05, per_class=False)
-    assert ui.base_config(dataclasses.replace(config, detector="margin")) == base
+    assert dataclasses.replace(config, detector="margin").unranked() == base
 
 
 class FakeAnalysis:
@@ -309,7 +310,7 @@ class FakeAnalysis:
         return FakeAnalysis(dataclasses.replace(self.config, detector=detector, budget=budget, per_class=per_class))
 
 
-def test_registry_runs_one_job_per_config_and_keeps_it_past_a_stopped_page(monkeypatch):
+def test_registry_runs_one_job_per_config_and_keeps_it_past_a_stopped_page():
     calls = []
     release = threading.Event()
 
@@ -320,9 +321,8 @@ def test_registry_runs_one_job_per_config_and_keeps_it_past_a_stopped_page(monke
         progress("train", 2, 2)
         return FakeAnalysis(config)
 
-    monkeypatch.setattr(ui, "analyze", fake_analyze)
     recorded = []
-    registry = ui.AnalysisRegistry(record=recorded.append)
+    registry = AnalysisRegistry(record=recorded.append, analyze=fake_analyze)
     config = AnalysisConfig(data="demo:digits")
     seen: list[tuple[str, int, int]] = []
     results = []
@@ -350,7 +350,7 @@ def test_registry_runs_one_job_per_config_and_keeps_it_past_a_stopped_page(monke
     assert registry.peek(config) is not None and not registry.running(config)
 
 
-def test_registry_hands_errors_to_waiters_and_retries_afterwards(monkeypatch):
+def test_registry_hands_errors_to_waiters_and_retries_afterwards():
     outcomes = iter([OgaError("no such folder"), None])
 
     def fake_analyze(config, progress=None):
@@ -359,8 +359,7 @@ def test_registry_hands_errors_to_waiters_and_retries_afterwards(monkeypatch):
             raise error
         return FakeAnalysis(config)
 
-    monkeypatch.setattr(ui, "analyze", fake_analyze)
-    registry = ui.AnalysisRegistry(record=lambda analysis: None)
+    registry = AnalysisRegistry(record=lambda analysis: None, analyze=fake_analyze)
     config = AnalysisConfig(data="folder:/nope")
     with pytest.raises(OgaError, match="no such folder"):
         registry.get(config)

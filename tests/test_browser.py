@@ -74,9 +74,12 @@ def test_drop_and_relabel_survive_a_killed_server(tmp_path: Path):
             button = page.locator(e2e.key_css("download-csv")).get_by_role("button")
             button.wait_for(timeout=ANALYSIS_TIMEOUT)
             e2e.wait_idle(page)
-            # Opened straight on /export by a fresh server, the page still runs inside app.py.
+            # Opened straight on /export by a fresh server, the page still runs inside app.py:
+            # the router's navigation, its title and its sidebar (tests/test_app_routing.py: every page).
             nav = page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()
             assert [t.split()[-1] for t in nav] == ["Set-up", "Explore", "Review", "Export", "Evaluate"]
+            assert main(page).get_by_role("heading", name="Export").count() == 1
+            assert page.get_by_test_id("stSidebar").get_by_text("Ranking").count() == 1
             with page.expect_download(timeout=60_000) as download:
                 button.click()
             text = Path(download.value.path()).read_text()

@@ -1,0 +1,86 @@
+"""What the server process holds for every session: torch's thread count, the analysis
+registry, open decision stores and the caches of maps and thumbnails.
+
+Everything here lives in ``st.cache_resource`` / ``st.cache_data`` or in the process, never in a
+session: a reload or a second tab finds it ready.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from oga_app.registry import AnalysisRegistry
+from oga_core import summaries
+from oga_core.decisions import DecisionStore
+from oga_core.pipeline import Analysis
+from oga_core.uploads import clean_uploads
+
+_threads_set: int | None = None
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op threads once per process: ``$OGA_THREADS``, else half the cores (1-4).
+
+    A Streamlit server shares the machine with the browser and often with other jobs; torch's
+    default of one thread per core ran small ops 25-170x slower beside a busy process.
+    """
+    global _threads_set
+    if _threads_set is None:
+        import torch
+
+        default = max(1, min(4, (os.cpu_count() or 2) // 2))
+        try:
+            n = max(1, int(os.environ.get("OGA_THREADS") or default))
+        except ValueError:
+            n = default
+        torch.set_num_threads(n)
+        _threads_set = n
+    return _threads_set
+
+
+@st.cache_resource(show_spinner=False)
+def clean_old_uploads() -> int:
+    """Once per server process: remove uploads that no analysed data set uses (older than an hour)."""
+    return len(clean_uploads())
+
+
+@st.cache_resource(show_spinner=False)
+def registry() -> AnalysisRegistry:
+    """The process-wide registry (st.cache_resource: shared by all sessions)."""
+    return AnalysisRegistry()
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def store_at(path: str) -> DecisionStore:
+    """The decision store at ``path``, opened once per process (callbacks get the path as text)."""
+    return DecisionStore(Path(path))
+
+
+def store_for(analysis: Analysis) -> DecisionStore:
+    """The decisions of the analysed data (its workspace under the current app home)."""
+    return store_at(str(analysis.workspace.decisions_path))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _coords(gradients_key: str, method: str, space: str, _analysis: Analysis) -> np.ndarray:
+    return _analysis.map_coords(method=method, space=space)
+
+
+def map_coords(analysis: Analysis, method: str, space: str) -> np.ndarray:
+    """``(N, 2)`` map coordinates (the engine caches them on disk; this keeps them in memory)."""
+    return _coords(analysis.keys["gradients"], method, space, analysis)
+
+
+@st.cache_data(show_spinner=False, max_entries=20_000)
+def _thumb(data_id: str, sample_id: str, index: int, side: int, _analysis: Analysis) -> bytes:
+    return summaries.thumbnail_png(_analysis.dataset, index, side=side)
+
+
+def thumbnail_png(analysis: Analysis, sample_id: str, index: int, side: int) -> bytes:
+    """PNG bytes of sample ``index`` (``sample_id``) at most ``side`` pixels a side; OgaError if
+    its file can no longer be read."""
+    return _thumb(analysis.data_id, sample_id, index, side, analysis)
