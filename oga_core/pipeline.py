@@ -386,7 +386,9 @@ def _gradient_stats(
     stats = cache.load("gradients", key, read)
     if stats is not None:
         return stats, key, True
-    batch = 512 if config.scope == "last" else config.batch_size
+    # The training batch size: a convolution may unfold its input (B x Cin k k x H W floats), so
+    # a larger scoring batch would raise the peak memory above training's.
+    batch = config.batch_size
     stats = gradient_stats(
         model,
         loaded.pixels,

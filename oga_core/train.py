@@ -177,8 +177,8 @@ def _eval_primitives(
 ) -> np.ndarray:
     """Trajectory fields ``(len(idx), F)`` of samples ``idx`` from an eval-mode pass."""
     out = []
-    for lo in range(0, len(idx), max(batch_size, 256)):
-        part = idx[lo : lo + max(batch_size, 256)]
+    for lo in range(0, len(idx), batch_size):  # no larger than training's: see gradients' batches
+        part = idx[lo : lo + batch_size]
         h = model.features(to_float(rows(pixels, part), device))
         out.append(_batch_primitives(h, model.head(h), y_all[part]))
     return np.concatenate(out)
