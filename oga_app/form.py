@@ -23,11 +23,11 @@ SOURCE_LABELS = labels(options.SOURCE_KINDS)
 DEMO_LABELS = labels(options.DEMOS)
 MODEL_LABELS = labels(options.MODELS)
 MODEL_HELP = {c.name: c.help for c in options.MODELS}
-SMALL_MODEL = options.DEFAULT_MODEL  # trains in seconds on a CPU: the one a newcomer starts with
+SMALL_MODEL = options.DEFAULT_MODEL  # trains in about a minute on a CPU: the one a newcomer starts with
 TRAINABLE = [m for m in names(options.MODELS) if m != SMALL_MODEL]
 MODEL_MODES = {
-    SMALL_MODEL: f"Train the {MODEL_LABELS[SMALL_MODEL]} (seconds on a CPU)",
-    "torchvision": "Train a torchvision architecture",
+    SMALL_MODEL: f"Train the {MODEL_LABELS[SMALL_MODEL]} (about a minute for 5,000 images on a CPU)",
+    "torchvision": "Train another architecture",
     "checkpoint": "Load a checkpoint (weights only)",
 }
 DEMO_NOISE_PERCENT = round(state.DEMO_NOISE * 100)
@@ -53,7 +53,7 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
     source, spec = _data(current)
     noise, noise_kind = _noise(current, source)
     st.subheader("Model")
-    mode, model, checkpoint, epochs, default_epochs = _model(current)
+    mode, model, checkpoint, epochs = _model(current)
     st.subheader("Gradients")
     scope = st.radio(
         "Scope",
@@ -77,8 +77,7 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
         data=spec,
         model=model,
         checkpoint=checkpoint,
-        # The default epoch count is stored as None so these settings share the demo's cache entry.
-        epochs=None if epochs == default_epochs else epochs,
+        epochs=epochs,  # None: the model's recipe (and the same cache entry as the demo's)
         scope=scope,
         detector=ranking.detector,
         budget=ranking.budget,
@@ -193,8 +192,9 @@ def _noise(current: AnalysisConfig, source: str) -> tuple[int, str]:
     return noise, noise_kind
 
 
-def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int, int]:
-    """``(mode, model, checkpoint, epochs, default epochs)``; checkpoint None unless given."""
+def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None]:
+    """``(mode, model, checkpoint, epochs)``; checkpoint None unless given, epochs None for the
+    model's recipe."""
     if current.checkpoint:
         mode_now = "checkpoint"
     else:
@@ -244,19 +244,18 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int, int]:
         checkpoint = str(save_upload(upload, upload.name)) if upload is not None else path.strip() or None
         if checkpoint is None:
             st.info("Give a checkpoint file to score a model you already trained.", icon=":material/info:")
-    # What AnalysisConfig.resolved_epochs gives with epochs=None: 0 scores a checkpoint as it is.
-    default_epochs = 0 if mode == "checkpoint" else options.DEFAULT_EPOCHS.get(model, options.FALLBACK_EPOCHS)
     epochs = st.number_input(
         "Fine-tuning epochs" if mode == "checkpoint" else "Training epochs",
         0,
         500,
-        current.epochs if current.epochs is not None and mode == mode_now else default_epochs,
+        current.epochs if mode == mode_now else None,
         key=wkey(f"setup_epochs_{mode}"),
         persist_state=SESSION,
-        help="0 with a checkpoint scores it as it is. The final epoch's model is scored: no epoch is picked "
-        "by looking at held-out accuracy.",
+        placeholder="0: score it as it is" if mode == "checkpoint" else "auto: the model's recipe",
+        help=options.EPOCHS_HELP + ". The final epoch's model is scored: no epoch is picked by looking at "
+        "held-out accuracy.",
     )
-    return mode, model, checkpoint, int(epochs), default_epochs
+    return mode, model, checkpoint, None if epochs is None else int(epochs)
 
 
 def _advanced(current: AnalysisConfig) -> dict[str, object]:
@@ -292,10 +291,25 @@ def _advanced(current: AnalysisConfig) -> dict[str, object]:
             persist_state=SESSION,
         )
         batch = st.number_input(
-            "Batch size", 1, 4096, current.batch_size, key=wkey("setup_batch"), persist_state=SESSION
+            "Batch size",
+            2,
+            4096,
+            current.batch_size,
+            key=wkey("setup_batch"),
+            persist_state=SESSION,
+            placeholder=f"auto: {current.recipe().batch_size}",
+            help=options.BATCH_SIZE_HELP,
         )
         lr = st.number_input(
-            "Learning rate", 1e-6, 1.0, current.lr, format="%.5f", key=wkey("setup_lr"), persist_state=SESSION
+            "Learning rate",
+            1e-6,
+            1.0,
+            current.lr,
+            format="%.5f",
+            key=wkey("setup_lr"),
+            persist_state=SESSION,
+            placeholder=f"auto: {current.recipe().lr:g}",
+            help=options.LR_HELP,
         )
         devices = list(options.DEVICES)
         device = st.selectbox(
@@ -311,7 +325,7 @@ def _advanced(current: AnalysisConfig) -> dict[str, object]:
         "grayscale": bool(grayscale),
         "skip_unreadable": bool(skip),
         "seed": int(seed),
-        "batch_size": int(batch),
-        "lr": float(lr),
+        "batch_size": None if batch is None else int(batch),
+        "lr": None if lr is None else float(lr),
         "device": device,
     }

@@ -32,7 +32,6 @@ def run_analysis(config: AnalysisConfig, *, fresh: bool = False) -> Analysis:
     status = st.status(f"Analyzing {config.data} …", expanded=True)
     bars = {stage: status.progress(0.0, text=STAGE_LABELS[stage]) for stage in names(STAGES)}
     last_draw = dict.fromkeys(bars, 0.0)
-    epochs = config.resolved_epochs()
 
     def progress(stage: str, done: int, total: int) -> None:
         now = time.monotonic()
@@ -40,9 +39,8 @@ def run_analysis(config: AnalysisConfig, *, fresh: bool = False) -> Analysis:
             return
         last_draw[stage] = now
         text = STAGE_LABELS[stage]
-        if stage == "train" and total > 1 and epochs:
-            per_epoch = max(1, total // epochs)
-            text += f": epoch {min(epochs, 1 + (done - 1) // per_epoch)} of {epochs}"
+        if stage == "train" and total > 1:
+            text += f": step {done:,} of {total:,}"
         elif total > 1:
             text += f": {done:,} of {total:,}"
         bars[stage].progress(min(1.0, done / total) if total else 1.0, text=text)

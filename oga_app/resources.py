@@ -16,30 +16,20 @@ import streamlit as st
 from oga_app.registry import AnalysisRegistry
 from oga_core import summaries
 from oga_core.decisions import DecisionStore
+from oga_core.errors import OgaError
 from oga_core.pipeline import Analysis
+from oga_core.train import configure_threads as configure
 from oga_core.uploads import clean_uploads
-
-_threads_set: int | None = None
 
 
 def configure_threads() -> int:
-    """Set torch's intra-op threads once per process: ``$OGA_THREADS``, else half the cores (1-4).
-
-    A Streamlit server shares the machine with the browser and often with other jobs; torch's
-    default of one thread per core ran small ops 25-170x slower beside a busy process.
-    """
-    global _threads_set
-    if _threads_set is None:
-        import torch
-
-        default = max(1, min(4, (os.cpu_count() or 2) // 2))
-        try:
-            n = max(1, int(os.environ.get("OGA_THREADS") or default))
-        except ValueError:
-            n = default
-        torch.set_num_threads(n)
-        _threads_set = n
-    return _threads_set
+    """Set torch's threads once per process (``oga_core.train.configure_threads``); a bad
+    ``$OGA_THREADS`` falls back to the default rather than taking the app down."""
+    try:
+        return configure()
+    except OgaError:
+        os.environ.pop("OGA_THREADS", None)
+        return configure()
 
 
 @st.cache_resource(show_spinner=False)

@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--checkpoint", type=Path, help=options.CHECKPOINT_HELP)
     a.add_argument("--epochs", type=int, help=options.EPOCHS_HELP)
     a.add_argument("--holdout", type=float, default=options.DEFAULT_HOLDOUT, help=options.HOLDOUT_HELP)
-    a.add_argument("--batch-size", type=int, default=options.DEFAULT_BATCH_SIZE)
-    a.add_argument("--lr", type=float, default=options.DEFAULT_LR)
+    a.add_argument("--batch-size", type=int, help=options.BATCH_SIZE_HELP)
+    a.add_argument("--lr", type=float, help=options.LR_HELP)
     a.add_argument(
         "--scope",
         default=options.DEFAULT_SCOPE,
@@ -382,14 +382,6 @@ class _NoteHandler(logging.Handler):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    threads = os.environ.get("OGA_THREADS", "").strip()
-    if threads:
-        if not threads.isdigit():
-            print(f"oga: error: OGA_THREADS must be a whole number, not '{threads}'", file=sys.stderr)
-            return 2
-        import torch  # only when asked to set its threads
-
-        torch.set_num_threads(max(1, int(threads)))
     log = logging.getLogger("oga")
     handler = _NoteHandler(logging.WARNING)
     log.addHandler(handler)
@@ -408,6 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from oga_core.store import check_home  # numpy: not for `oga --help`
 
             check_home()
+        if args.command in ("analyze", "bench", "recover"):
+            from oga_core.train import configure_threads  # torch: only for commands that compute
+
+            configure_threads()
         return handlers[args.command](args)
     except OgaError as exc:
         print(f"oga: error: {exc}", file=sys.stderr)

@@ -22,7 +22,8 @@ from oga_core.roots import check_allowed
 class AnalysisConfig:
     """Everything that decides an analysis.
 
-    ``epochs=None``: 0 with a checkpoint (score it as it is), else the model's default. ``noise`` >
+    ``epochs``, ``batch_size``, ``lr`` None: the model's recipe (``options.RECIPES``); with a
+    checkpoint, ``epochs=None`` scores it as it is. ``noise`` >
     0 flips that fraction of labels on purpose and keeps the truth, for demos and benchmarks. The
     ranking fields (``detector``, ``budget``, ``per_class``) only re-rank stored scores.
     """
@@ -32,8 +33,8 @@ class AnalysisConfig:
     checkpoint: str | None = None
     epochs: int | None = None
     holdout: float = options.DEFAULT_HOLDOUT
-    batch_size: int = options.DEFAULT_BATCH_SIZE
-    lr: float = options.DEFAULT_LR
+    batch_size: int | None = None
+    lr: float | None = None
     scope: str = options.DEFAULT_SCOPE
     detector: str = options.DEFAULT_DETECTOR
     budget: float = options.DEFAULT_BUDGET
@@ -72,10 +73,20 @@ class AnalysisConfig:
         one computation."""
         return self.ranked(detector=options.DEFAULT_DETECTOR, budget=options.DEFAULT_BUDGET, per_class=False)
 
-    def resolved_epochs(self) -> int:
+    def recipe(self) -> options.Recipe:
+        """The model's training recipe with this config's batch size and learning rate, if given."""
+        base = options.RECIPES.get(self.model, options.FALLBACK_RECIPE)
+        return dataclasses.replace(
+            base,
+            batch_size=base.batch_size if self.batch_size is None else self.batch_size,
+            lr=base.lr if self.lr is None else self.lr,
+        )
+
+    def resolved_epochs(self, trained_samples: int) -> int:
+        """Epochs to train on ``trained_samples`` samples (0: score a checkpoint as it is)."""
         if self.epochs is not None:
             return self.epochs
-        return 0 if self.checkpoint else options.DEFAULT_EPOCHS.get(self.model, options.FALLBACK_EPOCHS)
+        return 0 if self.checkpoint else self.recipe().epochs_for(trained_samples)
 
     def data_settings(self) -> dict[str, Any]:
         """What, besides the content, names the analysed data: the source and any injected noise."""
@@ -101,16 +112,16 @@ class AnalysisConfig:
             raise OgaError(f"unknown device '{self.device}': use {', '.join(options.DEVICES)}")
         if self.epochs is not None and self.epochs < 0:
             raise OgaError("epochs must be 0 or more")
-        if self.resolved_epochs() == 0 and self.checkpoint is None:
+        if self.epochs == 0 and self.checkpoint is None:
             raise OgaError(
                 "0 training epochs without a checkpoint would score an untrained model, whose ranking means "
                 "nothing: train for at least one epoch, or give a checkpoint to score"
             )
         if not 0 <= self.holdout <= 0.5:
             raise OgaError(f"the held-out fraction must be between 0 and 0.5, got {self.holdout}")
-        if self.batch_size < 2:
+        if self.batch_size is not None and self.batch_size < 2:
             raise OgaError("batch size must be at least 2 (a batch of one cannot be normalised by BatchNorm)")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise OgaError(f"learning rate must be a positive number, got {self.lr}")
         if not 0 <= self.seed < 2**32:
             raise OgaError(f"seed must be between 0 and 2**32 - 1, got {self.seed}")

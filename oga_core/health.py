@@ -16,6 +16,7 @@ memorises (training accuracy near 100% while held-out accuracy lags far behind).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -88,14 +89,21 @@ def check(
     if epochs == 0:
         return verdict("unchecked", "the checkpoint was scored as it is; training accuracy is that of the loaded model")
     curve = list(holdout_curve)
-    climbing = len(curve) >= 4 and curve[-1] - curve[int(0.75 * len(curve)) - 1] > STILL_LEARNING
+    # A gain must beat the held-out part's own sampling noise (two standard errors) to count.
+    noise_floor = 2 * math.sqrt(curve[-1] * (1 - curve[-1]) / holdout_size) if curve and holdout_size else 0.0
+    climbing = len(curve) >= 4 and curve[-1] - curve[int(0.75 * len(curve)) - 1] > max(STILL_LEARNING, noise_floor)
     reachable = 1.0 - expected_noise if expected_noise is not None else None
-    if (reachable is not None and train_accuracy < reachable - UNDERFIT_GAP) or climbing or train_accuracy < 0.5:
+    below_reach = reachable is not None and train_accuracy < reachable - UNDERFIT_GAP
+    held_noise = 2 * math.sqrt(0.25 / holdout_size) if holdout_size else 1.0
+    better_unseen = holdout_accuracy is not None and holdout_accuracy > train_accuracy + max(STILL_LEARNING, held_noise)
+    if below_reach or climbing or better_unseen or train_accuracy < 0.5:
         why = (
             f"it could reach about {reachable:.0%}"
-            if reachable is not None and train_accuracy < reachable - UNDERFIT_GAP
+            if below_reach
             else "its held-out accuracy was still climbing when training stopped"
             if climbing
+            else f"it does better, {holdout_accuracy:.0%}, on data it never saw"
+            if better_unseen
             else "fewer than half of the given labels"
         )
         return verdict(

@@ -284,16 +284,20 @@ def fit_model(
 ) -> FittedModel:
     """Build, load and/or train the model, holding out ``config.holdout`` of the samples
     (:func:`oga_core.health.holdout_mask`) when it trains."""
-    epochs = config.resolved_epochs()
+    recipe = config.recipe()
+    holdout = health.holdout_mask(dataset.ids, config.holdout)
+    epochs = config.resolved_epochs(int((~holdout).sum()))
+    if epochs == 0:  # a checkpoint scored as it is: nothing is trained, nothing need be held out
+        holdout = np.zeros(len(dataset), dtype=bool)
     checkpoint_digest = file_digest(config.checkpoint) if config.checkpoint else None
-    holdout = health.holdout_mask(dataset.ids, config.holdout) if epochs > 0 else np.zeros(len(dataset), bool)
     key = cache_key(
         data=data_id,
         model=config.model,
         checkpoint=checkpoint_digest,
         epochs=epochs,
-        batch=config.batch_size,
-        lr=config.lr,
+        batch=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
         seed=config.seed,
         holdout=config.holdout if epochs > 0 else 0,
         shape=dataset.image_shape,
@@ -332,8 +336,9 @@ def fit_model(
         pixels,
         dataset.labels,
         epochs=epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
         seed=config.seed,
         device=device,
         holdout=holdout,
@@ -388,7 +393,7 @@ def _gradient_stats(
         return stats, key, True
     # The training batch size: a convolution may unfold its input (B x Cin k k x H W floats), so
     # a larger scoring batch would raise the peak memory above training's.
-    batch = config.batch_size
+    batch = config.recipe().batch_size
     stats = gradient_stats(
         model,
         loaded.pixels,

@@ -8,6 +8,7 @@ paper's faults.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,26 @@ def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
         starts.pop()
     ends = [*starts[1:], len(order)]
     return [order[a:b] for a, b in zip(starts, ends)]
+
+
+def thread_count() -> int:
+    """Torch's intra-op threads: ``$OGA_THREADS``, else half the cores (1 to 4). On a machine
+    shared with another busy process (a browser, a test run, a second job), torch's default of a
+    thread per core ran small operations 25-170x slower (docs/architecture.md, "Threads")."""
+    text = os.environ.get("OGA_THREADS", "").strip()
+    if text:
+        if not text.isdecimal() or int(text) < 1:
+            raise OgaError(f"OGA_THREADS must be a whole number of threads, not '{text}'")
+        return int(text)
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op threads to :func:`thread_count`; returns it."""
+    n = thread_count()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -48,19 +48,23 @@ def test_setup_form_offers_the_engines_choices_and_defaults(home):
     assert at.number_input(key="setup_image_size").value == options.DEFAULT_IMAGE_SIZE
     size = at.number_input(key="setup_image_size").proto
     assert (size.min, size.max) == options.IMAGE_SIZE_RANGE
-    assert at.number_input(key="setup_batch").value == default.batch_size == options.DEFAULT_BATCH_SIZE
-    assert at.number_input(key=f"setup_epochs_{options.DEFAULT_MODEL}").value == default.resolved_epochs()
+    # None: the model's recipe, shown as the placeholder
+    batch = at.number_input(key="setup_batch")
+    assert batch.value is default.batch_size is None and str(default.recipe().batch_size) in batch.proto.placeholder
+    epochs = at.number_input(key=f"setup_epochs_{options.DEFAULT_MODEL}")
+    assert epochs.value is default.epochs is None and "recipe" in epochs.proto.placeholder
 
     at.radio(key="setup_model_mode").set_value("torchvision").run()
     trainable = [n for n in options.names(options.MODELS) if n != options.DEFAULT_MODEL]
     arch = at.selectbox(key="setup_arch")
     assert offers(arch, trainable) == [c.label for c in options.MODELS if c.name != options.DEFAULT_MODEL]
     model = arch.value
-    assert at.number_input(key="setup_epochs_torchvision").value == AnalysisConfig(model=model).resolved_epochs()
+    assert at.number_input(key="setup_epochs_torchvision").value is AnalysisConfig(model=model).epochs is None
 
     at.radio(key="setup_model_mode").set_value("checkpoint").run()
     offers(at.selectbox(key="setup_ckpt_arch"), options.names(options.MODELS))
-    assert at.number_input(key="setup_epochs_checkpoint").value == 0  # a checkpoint is scored as it is
+    ckpt_epochs = at.number_input(key="setup_epochs_checkpoint")  # empty: a checkpoint is scored as it is
+    assert ckpt_epochs.value is None and "as it is" in ckpt_epochs.proto.placeholder
 
     at.radio(key="setup_source").set_value("torchvision").run()
     offers(at.selectbox(key="setup_tv_name"), options.TORCHVISION_SETS)

@@ -99,15 +99,18 @@ def cases() -> dict[str, _Case]:
     assert _perturb_batchnorm(resnet) == 20  # every BN of ResNet-18 (incl. the downsample ones)
     mixed = _mixed_model()
     assert _perturb_batchnorm(mixed) == 2
+    cnn = build_model("cnn", num_classes=K, in_channels=1, image_size=40, seed=2)  # 10x10 maps pooled to 8x8
+    assert _perturb_batchnorm(cnn) == 2
     return {
         "small_cnn_3x16": _Case(small16, (3, 16, 16), 6),
+        "cnn_1x40": _Case(cnn, (1, 40, 40), 5, seed=4),
         "small_cnn_1x8": _Case(small8, (1, 8, 8), 6, seed=1),
         "resnet18_3x16": _Case(resnet, (3, 16, 16), 4, seed=2),
         "mixed_3x12": _Case(mixed, (3, 12, 12), 5, seed=3),
     }
 
 
-CASES = ["small_cnn_3x16", "small_cnn_1x8", "resnet18_3x16", "mixed_3x12"]
+CASES = ["small_cnn_3x16", "small_cnn_1x8", "cnn_1x40", "resnet18_3x16", "mixed_3x12"]
 
 
 # -- last layer, closed form -----------------------------------------------------------------

@@ -32,6 +32,7 @@ def test_the_holdout_is_fixed_by_sample_id():
         (0.62, 0.60, None, (0.3, 0.45, 0.52, 0.60), "underfit"),  # unknown noise, but still learning
         (0.62, 0.60, None, (0.58, 0.60, 0.60, 0.60), "ok"),  # unknown noise, flat: maybe noisy labels
         (0.45, 0.44, None, (), "underfit"),  # fewer than half of the given labels
+        (0.60, 0.75, None, (), "underfit"),  # better on data it never saw than on its own
         (0.99, 0.70, 0.2, (), "memorise"),  # fits the flipped labels too
         (0.99, None, 0.2, (), "memorise"),  # above 1 - noise: wrong labels learnt
         (0.80, 0.78, 0.2, (0.7, 0.75, 0.78, 0.78), "ok"),
@@ -57,7 +58,7 @@ def test_a_scored_checkpoint_is_not_judged():
 
 
 def test_one_epoch_underfits_and_says_so():
-    analysis = analyze(AnalysisConfig(data="demo:digits", epochs=1, lr=1e-4, seed=4))
+    analysis = analyze(AnalysisConfig(data="demo:digits", noise=0.2, epochs=1, lr=1e-4, seed=4))
     checkup = analysis.run["health"]
     assert checkup["verdict"] == "underfit", checkup
     assert checkup["train_accuracy"] < 0.8 and checkup["holdout_size"] == round(0.1 * 1797)

@@ -176,7 +176,7 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     cli_fails(
         capsys,
-        ["analyze", "--data", "demo:digits", "--checkpoint", str(ckpt), "--out", str(out), "--quiet"],
+        ["analyze", "--data", "demo:digits", "--model", "small_cnn", "--checkpoint", str(ckpt), "--out", str(out)],
         "non-finite weights",
         "head.weight",
     )

@@ -12,6 +12,7 @@ from oga_core.files import file_digest
 from oga_core.models import MODELS, Classifier, build_model, load_checkpoint, read_state_dict
 
 FEATURE_DIMS = {
+    "cnn": 128,
     "small_cnn": 128,
     "resnet18": 512,
     "resnet34": 512,

@@ -66,7 +66,8 @@ def test_the_digits_analysis(digits_analysis):
     assert set(names(STAGES)) | {"total"} == set(run["timings"]) and all(t >= 0 for t in run["timings"].values())
     assert run["data_fingerprint"] == clean.fingerprint() != run["data_id"] == a.data_id
     assert run["num_samples"] == n and run["num_classes"] == 10 and run["device"] == "cpu"
-    assert run["epochs"] == 12 and len(run["train_history"]) == 12
+    epochs = a.config.resolved_epochs(int((~s["heldout"]).sum()))
+    assert run["epochs"] == epochs == 23 and len(run["train_history"]) == epochs
     assert run["train_history"][-1]["loss"] < run["train_history"][0]["loss"]
     correct = (s["pred"] == s["label"]).to_numpy()
     assert run["train_accuracy"] == pytest.approx(float(correct[~held].mean()))
@@ -133,7 +134,8 @@ def test_all_layer_scope_reuses_the_trained_model(digits_analysis):
     assert full.keys["model"] == digits_analysis.keys["model"]
     assert full.keys["gradients"] != digits_analysis.keys["gradients"]
     assert full.stats.scope == "all" and full.stats.sketch.shape == (1797, 1024)
-    assert len(full.stats.layer_names) == 4 and full.stats.layer_l2.shape == (1797, 4)
+    # the default CNN: 2 convolutions, 2 BatchNorms, the dense layer and the head
+    assert len(full.stats.layer_names) == 6 and full.stats.layer_l2.shape == (1797, 6)
     # the head is one of the layers: all-layer norms are larger, and the head's part is the closed form
     assert (full.scores["oga_l2"] > digits_analysis.scores["oga_l2"]).all()
     head = full.stats.layer_names.index("head")
@@ -158,12 +160,15 @@ def test_all_layer_scope_reuses_the_trained_model(digits_analysis):
 
 def test_scoring_a_saved_checkpoint_reproduces_the_analysis(digits_analysis):
     config = dataclasses.replace(digits_analysis.config, checkpoint=str(_model_file(digits_analysis)))
-    assert config.resolved_epochs() == 0
+    assert config.resolved_epochs(1797) == 0
     scored = analyze(config)
     assert "train" not in scored.run["cache_hits"] and scored.run["epochs"] == 0
     assert scored.keys["model"] != digits_analysis.keys["model"]  # the checkpoint's bytes are in the key
     np.testing.assert_allclose(scored.stats.logits, digits_analysis.stats.logits, rtol=1e-5, atol=1e-5)
-    assert (scored.scores["flagged"] == digits_analysis.scores["flagged"]).all()
+    np.testing.assert_allclose(scored.scores["oga_l2"], digits_analysis.scores["oga_l2"], rtol=1e-4)
+    # nothing trained, nothing held out: the ranking is the raw score of every sample
+    assert not scored.scores["heldout"].any() and scored.run["health"]["verdict"] == "unchecked"
+    np.testing.assert_array_equal(scored.scores["score"], scored.scores["oga_l2"])
 
 
 def test_analyze_records_nothing_until_asked(digits_analysis):
@@ -246,11 +251,16 @@ def test_config_validation(change, message):
         analyze(AnalysisConfig(**change))
 
 
-def test_resolved_epochs():
-    assert AnalysisConfig().resolved_epochs() == 12
-    assert AnalysisConfig(model="resnet18").resolved_epochs() == 8
-    assert AnalysisConfig(checkpoint="x.pt").resolved_epochs() == 0
-    assert AnalysisConfig(checkpoint="x.pt", epochs=3).resolved_epochs() == 3
+def test_resolved_epochs_follow_the_recipe():
+    # the default CNN aims at ~600 optimiser steps of 64 samples: small sets get more epochs
+    assert AnalysisConfig().resolved_epochs(1617) == 23  # digits less its held-out part: 26 steps an epoch
+    assert AnalysisConfig().resolved_epochs(4500) == 8  # 71 steps an epoch
+    assert AnalysisConfig().resolved_epochs(100_000) == 6 and AnalysisConfig().resolved_epochs(200) == 30
+    assert AnalysisConfig(batch_size=128).resolved_epochs(1617) == 30  # 13 steps an epoch: 46, capped at 30
+    assert AnalysisConfig(model="small_cnn").resolved_epochs(5000) == 12
+    assert AnalysisConfig(model="resnet18").resolved_epochs(5000) == 8
+    assert AnalysisConfig(checkpoint="x.pt").resolved_epochs(5000) == 0
+    assert AnalysisConfig(checkpoint="x.pt", epochs=3).resolved_epochs(5000) == 3
 
 
 def test_decisions_follow_the_data_when_a_file_is_added(tmp_path, make_images, capsys):

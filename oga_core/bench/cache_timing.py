@@ -68,7 +68,7 @@ def measure_cache(settings: SpeedSettings, device: torch.device) -> dict[str, An
     out = {
         "data": data,
         "n": int(len(first.dataset)),
-        "epochs": config.resolved_epochs(),
+        "epochs": first.run["epochs"],
         "cold_seconds": cold,
         "hit_seconds": hit,
         "rescore_seconds": rescore,
