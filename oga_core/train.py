@@ -109,6 +109,7 @@ def train(
     holdout: np.ndarray | None = None,
     progress: Progress | None = None,
     on_batch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    record_trajectory: bool = True,
 ) -> TrainResult:
     """Train ``model`` in place on uint8 ``pixels (N, C, H, W)`` and int ``labels (N,)``, and
     record the per-sample trajectory (:class:`Trajectory`) at no extra pass over the trained data.
@@ -117,7 +118,8 @@ def train(
     images it was trained on). ``holdout``: bool ``(N,)`` of samples never trained on; they are
     scored by an eval-mode pass at the end of every epoch. ``progress(step, total_steps)`` is
     called after each batch; ``on_batch(epoch, idx, logits, y)`` after each forward pass, before the
-    optimiser step (``logits`` still carries its graph). OgaError when the loss becomes NaN or
+    optimiser step (``logits`` still carries its graph). ``record_trajectory=False`` skips the
+    bookkeeping (the benchmarks time training without it). OgaError when the loss becomes NaN or
     infinite.
     """
     device = torch.device(device)
@@ -160,7 +162,8 @@ def train(
                     f"training diverged: the loss became {loss_value} at epoch {epoch + 1}, step {step} of {total} "
                     f"(learning rate {lr:g}); lower the learning rate or check the data"
                 )
-            values[epoch, idx.numpy()] = _batch_primitives(h, logits, y)
+            if record_trajectory:
+                values[epoch, idx.numpy()] = _batch_primitives(h, logits, y)
             if on_batch is not None:
                 on_batch(epoch, idx, logits, y)
             lr_sum += optimizer.param_groups[0]["lr"]
@@ -175,14 +178,15 @@ def train(
                 progress(step, total)
         epoch_lr[epoch] = lr_sum / steps_per_epoch
         record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
-        if len(held_idx):
+        if len(held_idx) and record_trajectory:
             model.eval()
             values[epoch, held_idx.numpy()] = _eval_primitives(model, pixels, y_all, held_idx, batch_size, device)
             margin = values[epoch, held_idx.numpy(), TRAJECTORY_FIELDS.index("logit_margin")]
             record["holdout_accuracy"] = float((margin > 0).mean())  # the given label has the top logit
         result.history.append(record)
     model.eval()
-    result.trajectory = Trajectory(values=values, lr=epoch_lr, trained=~held)
+    if record_trajectory:
+        result.trajectory = Trajectory(values=values, lr=epoch_lr, trained=~held)
     result.seconds = time.perf_counter() - start
     return result
 

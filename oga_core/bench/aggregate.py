@@ -39,11 +39,6 @@ def metric_value(metric: str) -> Getter:
     return lambda run, col: run["metrics"].get(col, {}).get(metric)
 
 
-def accuracy_value(run: dict[str, Any], col: str) -> float | None:
-    """Getter of the test accuracy after trimming by ``col`` (or ``none`` / ``oracle``)."""
-    return run["test_accuracy"].get(col)
-
-
 def aggregate(part: dict[str, Any], value: Getter, columns: tuple[str, ...]) -> pd.DataFrame:
     """Mean and std over seeds of ``value(run, column)``: a frame indexed by (setting, column) with
     columns mean, std, n (missing and non-finite values are skipped)."""

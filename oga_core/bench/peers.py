@@ -24,12 +24,27 @@ class PeerInputs:
     seed: int
 
 
-def cleanlab_score(inputs: PeerInputs) -> np.ndarray:
-    """1 - cleanlab's label quality (self-confidence) of the given labels."""
+def _quality(inputs: PeerInputs, method: str) -> np.ndarray:
     from cleanlab.rank import get_label_quality_scores  # lazy: cleanlab is optional (the bench extra)
 
-    quality = get_label_quality_scores(labels=inputs.given, pred_probs=inputs.cv_probs, method="self_confidence")
-    return 1.0 - quality
+    return get_label_quality_scores(labels=inputs.given, pred_probs=inputs.cv_probs, method=method)
+
+
+def cleanlab_self_confidence(inputs: PeerInputs) -> np.ndarray:
+    """1 - cleanlab's self-confidence label quality (out-of-sample loss's rank)."""
+    return 1.0 - _quality(inputs, "self_confidence")
+
+
+def cleanlab_normalized_margin(inputs: PeerInputs) -> np.ndarray:
+    """1 - cleanlab's normalized-margin label quality (its stronger ranking)."""
+    return 1.0 - _quality(inputs, "normalized_margin")
+
+
+def cleanlab_find_label_issues(inputs: PeerInputs) -> np.ndarray:
+    """cleanlab's ``find_label_issues`` as a ranking: its issues first, each part by normalized margin."""
+    flagged = np.zeros(len(inputs.given))
+    flagged[cleanlab_issues(inputs)] = 1.0
+    return flagged + cleanlab_normalized_margin(inputs)  # margins lie in [0, 1]: issues stay on top
 
 
 def random_score(inputs: PeerInputs) -> np.ndarray:
@@ -37,7 +52,12 @@ def random_score(inputs: PeerInputs) -> np.ndarray:
     return np.random.default_rng(10_000 + inputs.seed).random(len(inputs.given))
 
 
-PEERS: dict[str, Callable[[PeerInputs], np.ndarray]] = {"cleanlab": cleanlab_score, "random": random_score}
+PEERS: dict[str, Callable[[PeerInputs], np.ndarray]] = {
+    "cleanlab_sc": cleanlab_self_confidence,
+    "cleanlab_nm": cleanlab_normalized_margin,
+    "cleanlab_fli": cleanlab_find_label_issues,
+    "random": random_score,
+}
 
 
 def cleanlab_issues(inputs: PeerInputs) -> np.ndarray:

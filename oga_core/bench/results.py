@@ -64,9 +64,22 @@ def merge_results(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]
         raise OgaError(
             f"cannot merge {other.get('mode')} results into {into.get('mode')} results (run both in the same mode)"
         )
-    for part in ("quality", "scaling"):
-        if other.get(part):
-            into[part] = other[part]
+    mine, theirs = into.get("quality"), other.get("quality")
+    if mine and theirs and mine.get("signature") == theirs.get("signature") and mine.get("runs"):
+        # shards of one grid (``--shard``): the union of their runs, in grid order
+        keys = {_run_key(r) for r in theirs["runs"]}
+        runs = [r for r in mine["runs"] if _run_key(r) not in keys] + theirs["runs"]
+        order = {key: i for i, key in enumerate(mine.get("grid") or theirs.get("grid") or [])}
+        runs.sort(key=lambda r: order.get(_run_key(r), len(order)))
+        into["quality"] = {**theirs, "runs": runs, "complete": bool(order) and len(runs) >= len(order)}
+    elif theirs:
+        into["quality"] = theirs
+    if other.get("scaling"):
+        into["scaling"] = other["scaling"]
     for device, speed in (other.get("speed") or {}).items():
         into.setdefault("speed", {})[device] = speed
     return into
+
+
+def _run_key(run: dict[str, Any]) -> tuple:
+    return (run["dataset"], run["kind"], run["rate"], run["seed"])

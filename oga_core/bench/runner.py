@@ -44,6 +44,13 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
         "--out docs/benchmarks.md: the committed report and README's block (full runs only)",
     )
     b.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    b.add_argument(
+        "--shard",
+        default="1/1",
+        metavar="K/N",
+        help="run only the K-th of N interleaved slices of the quality grid (several processes or machines; "
+        "--merge their .json files into one report afterwards)",
+    )
     b.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     mode = b.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="one small setting (for CI): a few minutes on 2 CPU cores")
@@ -98,7 +105,17 @@ def publish(results: dict[str, Any], out: Path) -> None:
 
 
 # -- the three ways to run -------------------------------------------------------------------
-def run(parts: list[str], *, quick: bool, out: Path, device: str = "auto") -> dict[str, Any]:
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/3"`` -> ``(1, 3)`` (0-based slice, count); OgaError otherwise."""
+    k, _, n = text.partition("/")
+    if not (k.isdecimal() and n.isdecimal() and 1 <= int(k) <= int(n)):
+        raise OgaError(f"--shard must be K/N with 1 <= K <= N, not '{text}'")
+    return int(k) - 1, int(n)
+
+
+def run(
+    parts: list[str], *, quick: bool, out: Path, device: str = "auto", shard: tuple[int, int] = (0, 1)
+) -> dict[str, Any]:
     """Measure ``parts`` and write the report after each (a crash keeps what was measured);
     returns the (merged) results."""
     mode = "quick" if quick else "full"
@@ -129,7 +146,7 @@ def run(parts: list[str], *, quick: bool, out: Path, device: str = "auto") -> di
             save()
 
         grid = QualitySettings.for_run(quick=quick)
-        results["quality"] = run_quality(grid, dev, previous=results.get("quality"), checkpoint=checkpoint)
+        results["quality"] = run_quality(grid, dev, previous=results.get("quality"), checkpoint=checkpoint, shard=shard)
         save()
     if "speed" in parts:
         cases = SpeedSettings.for_run(quick=quick, device_type=dev.type)
@@ -179,5 +196,6 @@ def main(args: argparse.Namespace) -> int:
     elif args.merge is not None:
         merge(Path(args.merge), out=out)
     else:
-        run(parse_parts(args.parts), quick=args.quick, out=out, device=args.device)
+        shard = parse_shard(args.shard)
+        run(parse_parts(args.parts), quick=args.quick, out=out, device=args.device, shard=shard)
     return 0

@@ -9,40 +9,40 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# The columns retrained after trimming in the full run: each OGA detector once (all-layer L2
-# stands for the all-layer family: it is the ghost-norm path), the strongest loss-based baseline
-# of the same forward pass, cleanlab, and random. el2n and margin rank almost like loss; the
-# all-layer L1 and iForest cost an all-layer pass each and add little (see the detection tables).
-MAIN_RETRAIN = ("oga_l1", "oga_l2", "oga_iforest", "oga_l2_all", "loss", "cleanlab", "random")
-
 
 @dataclass(frozen=True)
 class QualitySettings:
-    """The quality part: every (data set, noise kind, rate, seed) is one run.
+    """The quality part: every (data set, regime, noise kind, rate, seed) is one run.
 
-    ``epochs`` is the small CNN's product default (12); ``budget`` is the fraction trimmed before
-    retraining (and the k of precision/recall at 5%); ``retrain`` names the score columns
-    (``oga_core.bench.columns``) whose top ``budget`` is dropped and the model retrained.
+    The model is the product's default trained by its recipe (``epochs`` None), holding out
+    ``holdout`` of the training samples as the product does; the ``memorise`` regime trains
+    ``memorise_factor`` times as many epochs, at ``memorise_rates``, so the model memorises the
+    flipped labels. ``overrides`` gives a data set its own noise kinds and rates (the shapes' flips
+    go to a look-alike class). Larger sets are subsampled, stratified, to ``max_samples``.
     """
 
-    datasets: tuple[str, ...] = ("demo:digits", "demo:mnist5k")
+    datasets: tuple[str, ...] = ("demo:digits", "demo:mnist5k", "demo:animals", "demo:fashion", "demo:shapes")
     kinds: tuple[str, ...] = ("symmetric", "pair")
     rates: tuple[float, ...] = (0.1, 0.2, 0.4)
     seeds: tuple[int, ...] = (0, 1, 2)
-    model: str = "small_cnn"
-    epochs: int = 12
+    overrides: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...] = (
+        ("demo:shapes", ("lookalike",), (0.15, 0.3)),
+    )
+    memorise_rates: tuple[float, ...] = (0.2,)
+    memorise_factor: float = 3.0
+    model: str = "cnn"
+    epochs: int | None = None
+    holdout: float = 0.1
     folds: int = 5
     budget: float = 0.05
-    test_fraction: float = 0.25
+    test_fraction: float = 0.2
     split_seed: int = 0
-    retrain: tuple[str, ...] = MAIN_RETRAIN
-    batch_size: int = 128
-    lr: float = 2e-3
+    max_samples: int = 5000
 
     @classmethod
     def for_run(cls, *, quick: bool) -> QualitySettings:
-        """The full grid, or for ``quick`` one setting for CI: digits, symmetric 20%, one seed,
-        few epochs."""
+        """The full grid, or for ``quick`` one setting for CI: digits, symmetric 20%, one seed, few
+        epochs, no memorising regime."""
         if not quick:
             return cls()
         return cls(
@@ -50,17 +50,39 @@ class QualitySettings:
             kinds=("symmetric",),
             rates=(0.2,),
             seeds=(0,),
-            epochs=6,
-            retrain=("oga_l1", "oga_l2", "oga_iforest", "loss", "cleanlab", "random"),
+            overrides=(),
+            memorise_rates=(),
+            epochs=4,
+            folds=3,
         )
 
-    def grid(self) -> list[tuple[str, str, float, int]]:
-        """Every (data set, kind, rate, seed) in run order."""
-        return [(d, k, r, s) for d in self.datasets for k in self.kinds for r in self.rates for s in self.seeds]
+    def noise_of(self, dataset: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """The noise kinds and rates ``dataset`` is run at."""
+        for name, kinds, rates in self.overrides:
+            if name == dataset:
+                return kinds, rates
+        return self.kinds, self.rates
+
+    def grid(self) -> list[tuple[str, str, str, float, int]]:
+        """Every (data set, regime, kind, rate, seed) in run order: the usual regime first."""
+        out = []
+        for regime in ("usual", "memorise"):
+            for d in self.datasets:
+                kinds, rates = self.noise_of(d)
+                if regime == "memorise":
+                    rates = tuple(r for r in rates if r in self.memorise_rates) or (
+                        (rates[0],) if self.memorise_rates else ()
+                    )
+                out += [(d, regime, k, r, s) for k in kinds for r in rates for s in self.seeds]
+        return out
 
     def signature(self) -> dict[str, Any]:
         """Everything that makes two runs comparable (a resumed run must match it): all but the grid."""
-        return {k: v for k, v in asdict(self).items() if k not in ("datasets", "kinds", "rates", "seeds")}
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("datasets", "kinds", "rates", "seeds", "overrides", "memorise_rates")
+        }
 
 
 @dataclass(frozen=True)

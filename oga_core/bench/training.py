@@ -1,64 +1,118 @@
-"""The quality part's models: a fixed train/test split, the small CNN trained from scratch on the
-given labels, its probabilities, and out-of-sample probabilities by K-fold cross-validation.
+"""The quality part's models: a fixed train/test split, the product's default model trained by its
+recipe (recording its trajectory, holding out what the product holds out), its final-model
+statistics, and out-of-sample probabilities by K-fold cross-validation for cleanlab.
 
 Pixels are uint8 ``(N, C, H, W)``; labels int64 ``(N,)``; probabilities float64 ``(N, K)``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from oga_core import demos, health
 from oga_core.bench.settings import QualitySettings
+from oga_core.config import AnalysisConfig
 from oga_core.data import load_source
 from oga_core.gradients import forward_pass
+from oga_core.lastlayer import Trajectory, softmax
 from oga_core.models import Classifier, build_model
+from oga_core.noise import NoisyLabels, flip_labels
 from oga_core.train import channel_stats, train
 
 
 @dataclass
 class Split:
-    """train/test pixels, clean labels, and the number of classes."""
+    """train/test pixels and clean labels, the number of classes, and the train part's ids."""
 
     train_px: np.ndarray
     train_y: np.ndarray
     test_px: np.ndarray
     test_y: np.ndarray
     num_classes: int
+    train_ids: list[str]
 
 
-def split_data(source: str, *, test_fraction: float, seed: int) -> Split:
-    """A stratified train/test split of a data source; the same ``seed``, the same split."""
+def split_data(source: str, *, test_fraction: float, seed: int, max_samples: int) -> Split:
+    """A stratified train/test split of a data source (subsampled, stratified, to ``max_samples``
+    first); the same ``seed``, the same split."""
     from sklearn.model_selection import train_test_split  # lazy: sklearn.model_selection is slow to import
 
     ds = load_source(source)
-    px = ds.decode().pixels
+    px, labels = np.asarray(ds.decode().pixels), ds.labels
     idx = np.arange(len(ds))
-    tr, te = train_test_split(idx, test_size=test_fraction, stratify=ds.labels, random_state=seed)
+    if len(idx) > max_samples:
+        idx, _ = train_test_split(idx, train_size=max_samples, stratify=labels, random_state=seed)
+        idx = np.sort(idx)
+    tr, te = train_test_split(idx, test_size=test_fraction, stratify=labels[idx], random_state=seed)
     tr, te = np.sort(tr), np.sort(te)
-    return Split(px[tr], ds.labels[tr], px[te], ds.labels[te], ds.num_classes)
+    return Split(px[tr], labels[tr], px[te], labels[te], ds.num_classes, [ds.ids[i] for i in tr])
+
+
+def noisy_labels(source: str, labels: np.ndarray, classes: int, *, kind: str, rate: float, seed: int) -> NoisyLabels:
+    """The run's label flips; ``lookalike`` sends a shape to its look-alike class."""
+    if kind == "lookalike":
+        return flip_labels(labels, classes, rate=rate, kind="pair", seed=seed, mapping=demos.LOOKALIKE)
+    return flip_labels(labels, classes, rate=rate, kind=kind, seed=seed)
+
+
+@dataclass
+class Fitted:
+    """A trained model, its trajectory (None when not recorded), the held-out mask, the epochs
+    it trained and the seconds training took."""
+
+    model: Classifier
+    trajectory: Trajectory | None
+    holdout: np.ndarray
+    epochs: int
+    seconds: float
 
 
 def fit(
-    settings: QualitySettings, px: np.ndarray, y: np.ndarray, *, classes: int, seed: int, device: torch.device
-) -> Classifier:
-    """A fresh model (initialised by ``seed``) trained on ``px, y``; final epoch, no early stopping."""
+    settings: QualitySettings,
+    px: np.ndarray,
+    y: np.ndarray,
+    *,
+    classes: int,
+    seed: int,
+    device: torch.device,
+    factor: float = 1.0,
+    ids: list[str] | None = None,
+    record: bool = True,
+) -> Fitted:
+    """A fresh model (initialised by ``seed``) trained by the product's recipe on ``px, y``,
+    ``factor`` times the recipe's epochs; the samples the product would hold out (by ``ids``) are
+    held out. Final epoch, no early stopping."""
+    config = AnalysisConfig(model=settings.model, epochs=settings.epochs)
+    recipe = config.recipe()
+    holdout = health.holdout_mask(ids, settings.holdout) if ids is not None else np.zeros(len(y), dtype=bool)
+    epochs = max(1, int(round(config.resolved_epochs(int((~holdout).sum())) * factor)))
     c, h, _ = px.shape[1:]
     model = build_model(settings.model, num_classes=classes, in_channels=c, image_size=h, seed=seed)
     model.set_normalization(*channel_stats(px))
-    train(
-        model, px, y, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=seed, device=device
+    start = time.perf_counter()
+    result = train(
+        model,
+        px,
+        y,
+        epochs=epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        seed=seed,
+        device=device,
+        holdout=holdout,
+        record_trajectory=record,
     )
-    return model
+    return Fitted(model, result.trajectory, holdout, epochs, time.perf_counter() - start)
 
 
 def predict_probs(model: Classifier, px: np.ndarray, device: torch.device) -> np.ndarray:
     """Softmax probabilities ``(N, K)``."""
-    logits = forward_pass(model, px, device=device).logits.astype(np.float64)
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    return p / p.sum(1, keepdims=True)
+    return softmax(forward_pass(model, px, device=device).logits)
 
 
 def accuracy(model: Classifier, px: np.ndarray, y: np.ndarray, device: torch.device) -> float:
@@ -67,14 +121,22 @@ def accuracy(model: Classifier, px: np.ndarray, y: np.ndarray, device: torch.dev
 
 
 def cross_val_probs(
-    settings: QualitySettings, px: np.ndarray, given: np.ndarray, *, classes: int, seed: int, device: torch.device
+    settings: QualitySettings,
+    px: np.ndarray,
+    given: np.ndarray,
+    *,
+    classes: int,
+    seed: int,
+    device: torch.device,
+    factor: float = 1.0,
 ) -> np.ndarray:
-    """Out-of-sample ``(N, K)``: each sample predicted by the fold model that did not train on it."""
+    """Out-of-sample ``(N, K)``: each sample predicted by the fold model that did not train on it
+    (the same recipe, on 1 - 1/folds of the samples)."""
     from sklearn.model_selection import StratifiedKFold  # lazy: sklearn.model_selection is slow to import
 
     probs = np.zeros((len(given), classes), dtype=np.float64)
     folds = StratifiedKFold(n_splits=settings.folds, shuffle=True, random_state=seed)
     for tr, ho in folds.split(np.zeros(len(given)), given):
-        model = fit(settings, px[tr], given[tr], classes=classes, seed=seed, device=device)
-        probs[ho] = predict_probs(model, px[ho], device)
+        fold = fit(settings, px[tr], given[tr], classes=classes, seed=seed, device=device, factor=factor, record=False)
+        probs[ho] = predict_probs(fold.model, px[ho], device)
     return probs
