@@ -198,6 +198,7 @@ def _config(args: argparse.Namespace, **more: object) -> AnalysisConfig:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from oga_core import distributed  # torch: only for commands that compute
     from oga_core.pipeline import analyze, write_results
 
     config = _config(
@@ -215,17 +216,29 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         device=args.device,
     )
     out: Path = args.out
-    _writable_dir(out)
     if args.workers is not None and args.workers < 0:
         raise OgaError("--workers must be 0 or more")
-    analysis = analyze(config, progress=_progress_bars(args.quiet), workers=args.workers)
+    world = distributed.from_environment()  # launched by torchrun: one of several processes
+    if world is not None:
+        distributed.start(world)
+    try:
+        if world is None or world.leader:
+            _writable_dir(out)
+        bars = _progress_bars(args.quiet) if world is None or world.leader else None
+        analysis = analyze(config, progress=bars, workers=args.workers, world=world)
+    finally:
+        if world is not None:
+            distributed.stop()
+    if world is not None and not world.leader:
+        return 0  # rank 0 records and writes the results; the others have nothing to say
     analysis.workspace.record(analysis)
     run = write_results(analysis, out)
     t = run["timings"]
     hits = f" (cached: {', '.join(run['cache_hits'])})" if run["cache_hits"] else ""
+    across = f" on {run['world_size']} processes" if run["world_size"] > 1 else ""
     print(
         f"{run['num_samples']} samples, {run['num_classes']} classes; train accuracy {run['train_accuracy']:.3f}; "
-        f"flagged {run['num_flagged']} by {config.detector} in {t['total']:.1f} s{hits}"
+        f"flagged {run['num_flagged']} by {config.detector} in {t['total']:.1f} s{across}{hits}"
     )
     checkup = run["health"]
     if checkup["holdout_accuracy"] is not None:

@@ -56,7 +56,7 @@ class ScoreInputs:
         when there is no trajectory)."""
         if self.trajectory is not None:
             return {name: self.trajectory.field(name).astype(np.float64) for name in TRAJECTORY_FIELDS}
-        final = primitives(self.stats.features, self.stats.logits, self.labels).astype(np.float64)
+        final = primitives(self.stats.features, self.stats.logits, self.labels, dtype=np.float64)
         return {name: final[None, :, j] for j, name in enumerate(TRAJECTORY_FIELDS)}
 
 
@@ -229,7 +229,7 @@ DETECTORS: dict[str, Detector] = {
             "OGA L1 · over training",
             "the last layer's gradient L1 norm averaged over every epoch of training",
             "oga",
-            _averaged(lambda f: 2.0 * (1.0 - f["p_given"]) * (f["h_l1"] + 1.0)),
+            _averaged(lambda f: -2.0 * np.expm1(f["log_p_given"]) * (f["h_l1"] + 1.0)),
             trajectory=True,
         ),
         Detector(
@@ -238,7 +238,7 @@ DETECTORS: dict[str, Detector] = {
             "Loss · over training (baseline)",
             "cross-entropy on the given label averaged over training",
             "baseline",
-            _averaged(lambda f: -np.log(np.clip(f["p_given"], 1e-12, None))),
+            _averaged(lambda f: -f["log_p_given"]),
             trajectory=True,
         ),
         Detector(
@@ -256,7 +256,7 @@ DETECTORS: dict[str, Detector] = {
             "Margin · over training (baseline)",
             "probability margin averaged over training (a probability version of AUM)",
             "baseline",
-            _averaged(lambda f: f["p_other"] - f["p_given"]),
+            _averaged(lambda f: f["p_other"] - np.exp(f["log_p_given"])),
             trajectory=True,
         ),
         Detector(
@@ -276,7 +276,7 @@ DETECTORS: dict[str, Detector] = {
             "the probability margin (best other class minus the given one) summed over training weighted by the "
             "learning rate; ranks as the logit gradient's component toward the runner-up class",
             "oga",
-            _lr_weighted(lambda f: f["p_other"] - f["p_given"]),
+            _lr_weighted(lambda f: f["p_other"] - np.exp(f["log_p_given"])),
             trajectory=True,
         ),
         Detector(

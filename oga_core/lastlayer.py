@@ -80,9 +80,10 @@ def last_layer_gradients(
 # What training records for every sample and epoch, from its own forward pass (trained samples:
 # the mini-batch pass before that batch's optimiser step; held-out samples: an eval-mode pass at
 # the end of the epoch). Every trajectory score is a function of these (docs/architecture.md,
-# "Formulas"): p_given = p_y, p_other = max_{k != y} p_k, el2n = ||p - e_y||_2,
+# "Formulas"): log_p_given = log p_y (kept as a log: in float32, both 1 - p_y of a confident
+# sample and p_y of a hopeless one stay precise), p_other = max_{k != y} p_k, el2n = ||p - e_y||_2,
 # logit_margin = z_y - max_{k != y} z_k, h_l2 = ||h||_2, h_l1 = ||h||_1.
-TRAJECTORY_FIELDS = ("p_given", "p_other", "el2n", "logit_margin", "h_l2", "h_l1")
+TRAJECTORY_FIELDS = ("log_p_given", "p_other", "el2n", "logit_margin", "h_l2", "h_l1")
 
 
 @dataclass
@@ -104,21 +105,24 @@ class Trajectory:
         return int(self.values.shape[0])
 
 
-def primitives(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """float32 ``(N, F)`` of the ``TRAJECTORY_FIELDS`` of one set of features and logits (the
-    final model's, when there is no training to record)."""
+def primitives(
+    features: np.ndarray, logits: np.ndarray, labels: np.ndarray, *, dtype: type = np.float32
+) -> np.ndarray:
+    """``(N, F)`` of the ``TRAJECTORY_FIELDS`` of one set of features and logits (the final
+    model's, when there is no training to record), computed in float64 and returned as ``dtype``."""
     labels = np.asarray(labels, dtype=np.int64)
     rows = np.arange(len(labels))
-    p = softmax(logits)
+    log_p = log_softmax(logits)
+    p = np.exp(log_p)
     z = np.asarray(logits, dtype=np.float64)
     h = np.asarray(features, dtype=np.float64)
-    p_given = p[rows, labels].copy()
+    log_p_given = log_p[rows, labels].copy()
     p[rows, labels] = -1.0
     z_other = z.copy()
     z_other[rows, labels] = -np.inf
     return np.stack(
         [
-            p_given,
+            log_p_given,
             p.max(1),
             np.linalg.norm(softmax_residual(logits, labels), axis=1),
             z[rows, labels] - z_other.max(1),
@@ -126,4 +130,4 @@ def primitives(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> 
             np.abs(h).sum(1),
         ],
         1,
-    ).astype(np.float32)
+    ).astype(dtype)

@@ -28,6 +28,7 @@ import torch
 from oga_core import detectors, health, options
 from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages, default_workers, index_of, load_source
+from oga_core.distributed import World
 from oga_core.embedding import embed_2d
 from oga_core.errors import DataError, OgaError
 from oga_core.files import atomic_path, file_digest
@@ -281,9 +282,11 @@ def fit_model(
     cache: Cache,
     device: torch.device,
     report: Progress | None = None,
+    world: World | None = None,
 ) -> FittedModel:
     """Build, load and/or train the model, holding out ``config.holdout`` of the samples
-    (:func:`oga_core.health.holdout_mask`) when it trains."""
+    (:func:`oga_core.health.holdout_mask`) when it trains; ``world``: data-parallel across its
+    processes (every rank returns the same model)."""
     recipe = config.recipe()
     holdout = health.holdout_mask(dataset.ids, config.holdout)
     epochs = config.resolved_epochs(int((~holdout).sum()))
@@ -323,6 +326,8 @@ def fit_model(
         return FittedModel(cached.eval(), key, record, trajectory, True)
 
     hit = cache.load("model", key, read)
+    if world is not None and not world.broadcast_object(hit is not None):
+        hit = None  # rank 0 trains, so every rank trains: DDP needs them all
     if hit is not None:
         return hit
     model = build()
@@ -343,6 +348,7 @@ def fit_model(
         device=device,
         holdout=holdout,
         progress=report,
+        world=world,
     )
     model.cpu().eval()
     record = {
@@ -369,8 +375,10 @@ def _gradient_stats(
     cache: Cache,
     device: torch.device,
     report: Progress,
+    world: World | None = None,
 ) -> tuple[GradientStats, str, bool]:
-    """The per-sample gradient stats of the trained model (cached); (stats, key, cache hit)."""
+    """The per-sample gradient stats of the trained model (cached); (stats, key, cache hit).
+    ``world``: each rank computes its shard of the samples, and the shards are gathered."""
     key = cache_key(model=model_key, scope=config.scope, version=CACHE_VERSION)
     n = len(loaded.dataset)
 
@@ -394,15 +402,38 @@ def _gradient_stats(
     # The training batch size: a convolution may unfold its input (B x Cin k k x H W floats), so
     # a larger scoring batch would raise the peak memory above training's.
     batch = config.recipe().batch_size
-    stats = gradient_stats(
-        model,
-        loaded.pixels,
-        loaded.dataset.labels,
-        scope=config.scope,
-        batch_size=batch,
-        device=device,
-        progress=report,
-    )
+    if world is None:
+        stats = gradient_stats(
+            model,
+            loaded.pixels,
+            loaded.dataset.labels,
+            scope=config.scope,
+            batch_size=batch,
+            device=device,
+            progress=report,
+        )
+    else:
+        mine = world.shard(n)
+        pixels = loaded.pixels.subset(mine) if isinstance(loaded.pixels, PixelFile) else loaded.pixels[mine]
+        part = gradient_stats(
+            model,
+            pixels,
+            loaded.dataset.labels[mine],
+            scope=config.scope,
+            batch_size=batch,
+            device=device,
+            progress=report,
+        )
+        stats = GradientStats(
+            scope=part.scope,
+            features=world.gather_rows(part.features, n),
+            logits=world.gather_rows(part.logits, n),
+            l1=world.gather_rows(part.l1, n),
+            l2=world.gather_rows(part.l2, n),
+            layer_l2=None if part.layer_l2 is None else world.gather_rows(part.layer_l2, n),
+            layer_names=part.layer_names,
+            sketch=None if part.sketch is None else world.gather_rows(part.sketch, n),
+        )
     with cache.entry("gradients", key) as folder:
         save_arrays(
             folder,
@@ -423,24 +454,32 @@ def analyze(
     cache: Cache | None = None,
     progress: StageProgress | None = None,
     workers: int | None = None,
+    world: World | None = None,
 ) -> Analysis:
     """Run (or load from the cache) every step for ``config``; records nothing in a workspace
     (callers do, with :meth:`Workspace.record`).
 
     ``progress(stage, done, total)`` is called as each stage in ``options.STAGES`` advances;
     ``workers``: image-decoding processes (default: from the cores, see ``data.default_workers``).
-    Raises :class:`~oga_core.errors.OgaError` for anything a person must fix.
+    ``world``: the processes of a ``torchrun`` launch (``oga_core.distributed``): every rank
+    returns the whole analysis; only rank 0 writes the cache. Raises
+    :class:`~oga_core.errors.OgaError` for anything a person must fix.
     """
     config.validate()
     stages = Stages(progress)
-    cache = cache or Cache(notice=stages.notice)
+    cache = cache or Cache(notice=stages.notice, writable=world is None or world.leader)
     device = resolve_device(config.device)
+    if world is not None and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
     wall = time.perf_counter()
-    loaded = load_data(config, cache, stages, workers=workers)
+    if world is None:
+        loaded = load_data(config, cache, stages, workers=workers)
+    else:  # rank 0 decodes into the (shared) cache, then the others read it
+        loaded = world.leader_first(lambda: load_data(config, cache, stages, workers=workers))
     dataset, pixels, data_id, noise = loaded.dataset, loaded.pixels, loaded.data_id, loaded.noise
 
     report = stages.begin("train")
-    fitted = fit_model(config, dataset, pixels, data_id, cache, device, report)
+    fitted = fit_model(config, dataset, pixels, data_id, cache, device, report, world=world)
     model, model_key, train_record, trajectory = fitted.model, fitted.key, fitted.record, fitted.trajectory
     stages.end(hit=fitted.hit)
     if trajectory is None and detectors.get(config.detector).trajectory:
@@ -450,7 +489,7 @@ def analyze(
         )
 
     report = stages.begin("gradients")
-    stats, stats_key, hit = _gradient_stats(config, model, loaded, model_key, cache, device, report)
+    stats, stats_key, hit = _gradient_stats(config, model, loaded, model_key, cache, device, report, world=world)
     model.cpu()
     stats.check_finite(dataset.ids)
     stages.end(hit=hit)
@@ -508,9 +547,12 @@ def analyze(
         "timings": {**stages.timings, "total": round(time.perf_counter() - wall, 4)},
         "cache_hits": stages.cache_hits,
         "cache_keys": {"model": model_key, "gradients": stats_key, "scores": scores_key},
+        "world_size": 1 if world is None else world.size,
         "notices": stages.notices,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
+    if world is not None:
+        run["timings_per_rank"] = world.gather_objects(run["timings"])
     if noise is not None:
         run["noisy_samples"] = int(noise.noisy.sum())
         run["train_accuracy_clean_labels"] = float((pred == noise.clean).mean())

@@ -57,9 +57,12 @@ class Cache:
     """Step results keyed by content hash: ``load`` reads one (or says it is missing), ``entry``
     writes one."""
 
-    def __init__(self, root: Path | None = None, *, notice: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, *, notice: Callable[[str], None] | None = None, writable: bool = True
+    ) -> None:
         self.root = Path(root) if root is not None else oga_home() / "cache"
         self.notice = notice or LOG.warning
+        self.writable = writable  # False: entries are computed but not kept (the non-leading ranks)
 
     def path(self, step: str, key: str) -> Path:
         return self.root / step / key
@@ -91,6 +94,10 @@ class Cache:
     def entry(self, step: str, key: str) -> Iterator[Path]:
         """Yield a fresh folder to fill; it becomes the entry only if the block ends cleanly."""
         final = self.path(step, key)
+        if not self.writable:
+            with tempfile.TemporaryDirectory(prefix="oga-unkept-") as scratch:
+                yield Path(scratch)
+            return
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from oga_core.distributed import World
 from oga_core.errors import OgaError
 from oga_core.lastlayer import TRAJECTORY_FIELDS, Trajectory, primitives
 from oga_core.models import Classifier
@@ -95,6 +96,19 @@ def to_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.to(device, non_blocking=True).float().div_(255)
 
 
+class _WithFeatures(nn.Module):
+    """``x -> (logits, h)`` in one forward call, so that DistributedDataParallel, which hooks the
+    forward call, sees both what the loss needs and what the trajectory records."""
+
+    def __init__(self, model: Classifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.model.features(x)
+        return self.model.head(h), h
+
+
 def train(
     model: Classifier,
     pixels: Pixels,
@@ -110,6 +124,7 @@ def train(
     progress: Progress | None = None,
     on_batch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
     record_trajectory: bool = True,
+    world: World | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on uint8 ``pixels (N, C, H, W)`` and int ``labels (N,)``, and
     record the per-sample trajectory (:class:`Trajectory`) at no extra pass over the trained data.
@@ -119,8 +134,10 @@ def train(
     scored by an eval-mode pass at the end of every epoch. ``progress(step, total_steps)`` is
     called after each batch; ``on_batch(epoch, idx, logits, y)`` after each forward pass, before the
     optimiser step (``logits`` still carries its graph). ``record_trajectory=False`` skips the
-    bookkeeping (the benchmarks time training without it). OgaError when the loss becomes NaN or
-    infinite.
+    bookkeeping (the benchmarks time training without it). ``world``: train data-parallel across
+    its processes (each an interleaved slice of every epoch, ``batch_size`` the global batch); the
+    trajectory and history are summed over ranks, so every rank returns the whole. OgaError when
+    the loss becomes NaN or infinite.
     """
     device = torch.device(device)
     start = time.perf_counter()
@@ -136,9 +153,16 @@ def train(
     held_idx = torch.from_numpy(np.flatnonzero(held))
     if len(trained_idx) < 2:
         raise OgaError(f"{len(trained_idx)} sample(s) left to train on after holding out {len(held_idx)}")
-    steps_per_epoch = len(_batches(trained_idx, batch_size))
+    ranks, rank = (world.size, world.rank) if world is not None else (1, 0)
+    local_batch = max(2, batch_size // ranks)
+    net: nn.Module = _WithFeatures(model)
+    if world is not None:
+        from torch.nn.parallel import DistributedDataParallel  # only when training across processes
+
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    steps_per_epoch = len(_batches(_my_slice(trained_idx, ranks, rank), local_batch))
     total = epochs * steps_per_epoch
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # the same order on every rank
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     loss_fn = nn.CrossEntropyLoss()
@@ -148,13 +172,14 @@ def train(
     for epoch in range(epochs):
         model.train()
         order = trained_idx[torch.randperm(len(trained_idx), generator=generator)]
+        mine = _my_slice(order, ranks, rank)
+        seen_here = np.zeros(n, dtype=np.float32)
         loss_sum, correct, seen, lr_sum = 0.0, 0, 0, 0.0
-        for idx in _batches(order, batch_size):
+        for idx in _batches(mine, local_batch):
             step += 1
             x = to_float(rows(pixels, idx), device)
             y = y_all[idx].to(device)
-            h = model.features(x)
-            logits = model.head(h)
+            logits, h = net(x)
             loss = loss_fn(logits, y)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):  # before the step: the weights stay as they were
@@ -163,7 +188,8 @@ def train(
                     f"(learning rate {lr:g}); lower the learning rate or check the data"
                 )
             if record_trajectory:
-                values[epoch, idx.numpy()] = _batch_primitives(h, logits, y)
+                values[epoch, idx.numpy()] += _batch_primitives(h, logits, y)
+                seen_here[idx.numpy()] += 1
             if on_batch is not None:
                 on_batch(epoch, idx, logits, y)
             lr_sum += optimizer.param_groups[0]["lr"]
@@ -177,10 +203,17 @@ def train(
             if progress:
                 progress(step, total)
         epoch_lr[epoch] = lr_sum / steps_per_epoch
-        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
         if len(held_idx) and record_trajectory:
             model.eval()
-            values[epoch, held_idx.numpy()] = _eval_primitives(model, pixels, y_all, held_idx, batch_size, device)
+            part = _my_slice(held_idx, ranks, rank, pad=False)
+            values[epoch, part.numpy()] = _eval_primitives(model, pixels, y_all, part, batch_size, device)
+            seen_here[part.numpy()] = 1
+        if world is not None:  # every rank saw a slice: sum them (a padded duplicate is averaged)
+            counts = world.all_sum(seen_here)
+            values[epoch] = world.all_sum(values[epoch]) / np.maximum(counts, 1)[:, None]
+            loss_sum, correct, seen = world.all_sum(np.array([loss_sum, correct, seen]))
+        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
+        if len(held_idx) and record_trajectory:
             margin = values[epoch, held_idx.numpy(), TRAJECTORY_FIELDS.index("logit_margin")]
             record["holdout_accuracy"] = float((margin > 0).mean())  # the given label has the top logit
         result.history.append(record)
@@ -189,6 +222,17 @@ def train(
         result.trajectory = Trajectory(values=values, lr=epoch_lr, trained=~held)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _my_slice(order: torch.Tensor, ranks: int, rank: int, *, pad: bool = True) -> torch.Tensor:
+    """Rank ``rank``'s interleaved slice of ``order``; with ``pad``, ``order`` first wraps around to
+    a multiple of ``ranks`` so that every rank makes the same number of steps (DDP's collectives
+    need that)."""
+    if ranks == 1:
+        return order
+    if pad and len(order) % ranks:
+        order = torch.cat([order, order[: ranks - len(order) % ranks]])
+    return order[rank::ranks]
 
 
 @torch.no_grad()

@@ -137,6 +137,8 @@ def test_detector_columns():
         "loss_traj",
         "el2n_traj",
         "margin_traj",
+        "oga_l2n_tracin",
+        "margin_tracin",
         "aum",
     ]
     with pytest.raises(OgaError, match="unknown detector 'l3'"):

@@ -102,12 +102,12 @@ def test_the_trajectory_is_the_head_gradient_of_each_step_before_the_step():
     traj = result.trajectory
     assert traj.values.shape == (3, 40, len(TRAJECTORY_FIELDS)) and traj.trained.all()
     f = {name: traj.field(name).astype(np.float64) for name in TRAJECTORY_FIELDS}
-    np.testing.assert_allclose(f["p_given"], expected[:, :, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.exp(f["log_p_given"]), expected[:, :, 0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(f["p_other"], expected[:, :, 1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(f["logit_margin"], expected[:, :, 3], rtol=1e-5, atol=1e-5)
     # the closed form's L2 and L1 norms of the head gradient, from the recorded factors
     l2 = f["el2n"] * np.sqrt(f["h_l2"] ** 2 + 1)
-    l1 = 2 * (1 - f["p_given"]) * (f["h_l1"] + 1)
+    l1 = -2 * np.expm1(f["log_p_given"]) * (f["h_l1"] + 1)
     np.testing.assert_allclose(l2, expected[:, :, 2], rtol=1e-6)
     np.testing.assert_allclose(l1, expected[:, :, 4], rtol=1e-6)
     assert traj.lr.shape == (3,) and traj.lr[0] > traj.lr[-1] > 0  # cosine decay
