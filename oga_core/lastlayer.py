@@ -105,9 +105,7 @@ class Trajectory:
         return int(self.values.shape[0])
 
 
-def primitives(
-    features: np.ndarray, logits: np.ndarray, labels: np.ndarray, *, dtype: type = np.float32
-) -> np.ndarray:
+def primitives(features: np.ndarray, logits: np.ndarray, labels: np.ndarray, *, dtype: type = np.float32) -> np.ndarray:
     """``(N, F)`` of the ``TRAJECTORY_FIELDS`` of one set of features and logits (the final
     model's, when there is no training to record), computed in float64 and returned as ``dtype``."""
     labels = np.asarray(labels, dtype=np.int64)
