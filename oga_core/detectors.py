@@ -137,20 +137,37 @@ class GradientIsolationForest:
         return -self.forest_.score_samples(gradients)
 
 
-def iforest_input(stats: GradientStats, labels: np.ndarray, *, seed: int = 0) -> np.ndarray:
-    """The vectors the Isolation Forest sees, ``(N, d)``.
+# The Isolation Forest is fitted on at most this many rows (each tree sees 256 of them anyway)
+# and scores the rest in batches, so its memory does not grow with the data set.
+IFOREST_FIT_ROWS = 20_000
+IFOREST_BATCH = 50_000
 
-    ``last``: the head's per-sample gradients (randomly projected to 1,024 dims beyond 4,096).
-    ``all``: a 1,024-wide count sketch of the whole per-sample gradient, made during the pass.
+
+def iforest_input(
+    stats: GradientStats, labels: np.ndarray, *, seed: int = 0, rows: np.ndarray | slice = slice(None)
+) -> np.ndarray:
+    """The vectors the Isolation Forest sees, ``(len(rows), d)``.
+
+    ``last``: the head's per-sample gradients (randomly projected to 1,024 dims beyond 4,096; the
+    same projection for every call with this ``seed``). ``all``: a 1,024-wide count sketch of the
+    whole per-sample gradient, made during the pass.
     """
     if stats.sketch is not None:
-        return stats.sketch
-    return last_layer_gradients(stats.features, stats.logits, labels, seed=seed)
+        return stats.sketch[rows]
+    return last_layer_gradients(stats.features[rows], stats.logits[rows], np.asarray(labels)[rows], seed=seed)
 
 
 def _iforest(inputs: ScoreInputs) -> np.ndarray:
-    vectors = iforest_input(inputs.stats, inputs.labels, seed=inputs.seed)
-    return GradientIsolationForest(random_state=inputs.seed).fit(vectors).score_samples(vectors)
+    n = len(inputs.labels)
+    rng = np.random.default_rng(inputs.seed)
+    fit_rows = np.sort(rng.choice(n, size=IFOREST_FIT_ROWS, replace=False)) if n > IFOREST_FIT_ROWS else slice(None)
+    forest = GradientIsolationForest(random_state=inputs.seed)
+    forest.fit(iforest_input(inputs.stats, inputs.labels, seed=inputs.seed, rows=fit_rows))
+    out = np.empty(n, dtype=np.float64)
+    for lo in range(0, n, IFOREST_BATCH):
+        batch = slice(lo, min(n, lo + IFOREST_BATCH))
+        out[batch] = forest.score_samples(iforest_input(inputs.stats, inputs.labels, seed=inputs.seed, rows=batch))
+    return out
 
 
 def _given(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from oga_core.embedding import embed_2d
 from oga_core.errors import DataError, OgaError
 from oga_core.files import atomic_path, file_digest
 from oga_core.gradients import GradientStats, gradient_stats
-from oga_core.lastlayer import Trajectory, softmax
+from oga_core.lastlayer import Trajectory, last_layer_gradients, softmax
 from oga_core.models import Classifier, build_model, load_checkpoint
 from oga_core.noise import NoisyLabels, flip_labels
 from oga_core.pixels import PixelFile, Pixels, open_pixels
@@ -43,7 +43,7 @@ from oga_core.train import channel_stats, resolve_device, train
 from oga_core.workspace import Workspace
 
 # Bumped whenever a step's output changes for the same inputs, so old cache entries are not reused.
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 @dataclass
@@ -103,7 +103,10 @@ class Analysis:
             vectors = self.stats.features
         else:
             options.check_choice(space, options.MAP_SPACES, "map space")
-            vectors = detectors.iforest_input(self.stats, self.dataset.labels, seed=self.config.seed)
+            vectors = self.stats.sketch
+            if vectors is None:  # projected to 64 dims: a map goes through 50 principal components anyway
+                features, logits = self.stats.features, self.stats.logits
+                vectors = last_layer_gradients(features, logits, self.dataset.labels, max_dims=0, projected_dims=64)
         coords = embed_2d(vectors, method=method, random_state=self.config.seed, progress=progress)
         with self.cache.entry("map", key) as folder:
             save_arrays(folder, coords=coords)

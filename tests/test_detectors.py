@@ -121,7 +121,8 @@ def test_score_columns_and_iforest_input():
         assert len(top & set(range(5))) >= 4, col
 
     sketched = GradientStats(**{**stats.__dict__, "scope": "all", "sketch": np.ones((120, 4), np.float32)})
-    assert iforest_input(sketched, labels) is sketched.sketch  # all layers: the sketch of the pass
+    np.testing.assert_array_equal(iforest_input(sketched, labels), sketched.sketch)  # all layers: the pass's sketch
+    np.testing.assert_array_equal(iforest_input(stats, labels, rows=slice(7, 19)), grads[7:19])  # a batch of rows
 
 
 def test_detector_columns():
@@ -157,3 +158,17 @@ def test_a_nan_score_is_refused():
     stats.l2[3] = np.nan
     with pytest.raises(OgaError, match="oga_l2 is not finite for 1 of 120"):
         score_columns(stats, labels)
+
+
+def test_the_isolation_forest_scores_in_batches_with_bounded_memory(monkeypatch):
+    """Beyond IFOREST_FIT_ROWS it is fitted on a sample and scores every row batch by batch; the
+    scores of the batches are those of one call on everything."""
+    import oga_core.detectors as det
+
+    stats, labels = _stats(n=300)
+    whole = det._iforest(det.ScoreInputs(stats, labels, 0))
+    monkeypatch.setattr(det, "IFOREST_BATCH", 70)  # several batches, the last a short one
+    np.testing.assert_allclose(det._iforest(det.ScoreInputs(stats, labels, 0)), whole)
+    monkeypatch.setattr(det, "IFOREST_FIT_ROWS", 100)  # fitted on a sample: still finds the wrong ones
+    sampled = det._iforest(det.ScoreInputs(stats, labels, 0))
+    assert len(set(np.argsort(-sampled)[:10]) & set(range(5))) >= 4
