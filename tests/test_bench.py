@@ -132,7 +132,7 @@ def test_quality_numbers(quick_bench):
 def test_speed_and_scaling_numbers(quick_bench):
     _, results = quick_bench
     speed = results["speed"]["cpu"]
-    assert set(speed["models"]) == {"small_cnn", "resnet18"}
+    assert set(speed["models"]) == {"cnn", "resnet18"}
     for model, case in speed["models"].items():
         for key, row in case["rows"].items():
             assert row.get("seconds") is not None and row["seconds"] > 0, (model, key, row)
@@ -148,7 +148,7 @@ def test_speed_and_scaling_numbers(quick_bench):
         assert case["ratios"]["speedup_ghost_vs_loop"] == pytest.approx(
             paired["measured_seconds"] / paired["oga_seconds_same_samples"]
         )
-    small = speed["models"]["small_cnn"]
+    small = speed["models"]["cnn"]
     assert small["ratios"]["ghost_all_memory_over_train_epoch"] > 0
     assert small["memory"]["ghost_all"]["extra_mib"] >= 0
     cache = speed["cache"]
@@ -157,6 +157,10 @@ def test_speed_and_scaling_numbers(quick_bench):
     sizes = results["scaling"]["sizes"]
     assert [s["n"] for s in sizes] == [2000]
     assert sizes[0]["analyze_wall_seconds"] > 0 and sizes[0]["analyze_peak_rss_mib"] > 0
+    decode = results["scaling"]["decode"]
+    assert decode["images"] == 200 and all(
+        decode[f"{k}_images_per_second"] > 0 for k in ("in_process", "one_worker", "all_cores")
+    )
 
 
 def test_merge_adds_a_gpu_column(quick_bench, tmp_path):

@@ -1,7 +1,8 @@
-"""Scaling: time and peak memory of ``oga analyze`` as the data grows, and of the UMAP map.
+"""Scaling: time and peak memory of ``oga analyze`` as the data grows (to 1 M samples), of the
+UMAP map, of decoding image files in parallel, and of scoring across two processes.
 
-Synthetic 1x28x28 images (learnable class templates + noise, see
-:func:`oga_core.bench.common.synthetic_images`) are written as torchvision's MNIST raw files, and
+1x28x28 images made from the MNIST digits that ship with the dependencies, shifted at random
+(:func:`oga_core.bench.common.shifted_digits`), are written as torchvision's MNIST raw files, and
 ``oga analyze --data torchvision:MNIST:ROOT`` runs in a fresh process per size: the wall time is
 the command's, stage times come from its ``run.json``, the peak memory is the child's own peak RSS
 (``VmHWM`` at exit). Training is ``epochs`` epochs (1 by default: its cost is linear in epochs; the
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 
-from oga_core.bench.common import child_env, log, machine_info, now_iso, synthetic_images, write_mnist_idx
+from oga_core.bench.common import child_env, log, machine_info, now_iso, shifted_digits, write_mnist_idx
 from oga_core.bench.markdown import fmt_num, fmt_ratio, table
 from oga_core.bench.settings import ScalingSettings
 
@@ -59,7 +60,7 @@ def _tail(path: Path) -> str:
 
 def measure_size(n: int, settings: ScalingSettings, device: torch.device, work: Path) -> dict[str, Any]:
     """``oga analyze`` on ``n`` synthetic images, then (if asked) the UMAP map; one dict."""
-    root = write_mnist_idx(work / f"data{n}", *synthetic_images(n, (1, 28, 28), seed=1))
+    root = write_mnist_idx(work / f"data{n}", *shifted_digits(n, seed=1))
     home = work / f"home{n}"
     env = child_env(OGA_HOME=str(home), OGA_THREADS=str(torch.get_num_threads()))
     out_dir = work / f"out{n}"
@@ -80,7 +81,7 @@ def measure_size(n: int, settings: ScalingSettings, device: torch.device, work: 
         "train_accuracy": run.get("train_accuracy"),
     }
     log(f"scaling {n}: analyze {wall:.1f} s wall, peak RSS {peak:.0f} MiB")
-    if settings.umap:
+    if settings.umap and n <= settings.umap_max:
         spec = json.dumps({"data": f"torchvision:MNIST:{root}", "epochs": settings.epochs, "device": device.type})
         umap_cmd = [sys.executable, "-m", "oga_core.bench.scaling", "umap", spec]
         status, _ = _run_child(umap_cmd, env, work / f"umap{n}.log")
@@ -127,7 +128,86 @@ def run_scaling(settings: ScalingSettings, device: torch.device) -> dict[str, An
     with tempfile.TemporaryDirectory(prefix="oga-bench-scaling-") as tmp:
         for n in settings.sizes:
             part["sizes"].append(measure_size(n, settings, device, Path(tmp)))
+        part["decode"] = measure_decoding(settings.decode_images, Path(tmp))
+        if settings.distributed_n:
+            part["distributed"] = measure_distributed(settings.distributed_n, settings, device, Path(tmp))
     return part
+
+
+def measure_decoding(count: int, work: Path) -> dict[str, Any]:
+    """Images per second decoding ``count`` 64x64 RGB PNG files (resized to 32 px) in this
+    process, and with one worker process per core (``--workers``)."""
+    import numpy as np
+    from PIL import Image
+
+    from oga_core.data import load_source
+
+    root = work / "decode"
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        folder = root / f"c{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i:06d}.png")
+    dataset = load_source(f"folder:{root}", image_size=32)
+    cores = os.cpu_count() or 1
+    result: dict[str, Any] = {"images": count, "cores": cores}
+    for name, workers in (("in_process", 0), ("one_worker", 1), ("all_cores", cores)):
+        start = time.perf_counter()
+        dataset.decode(workers=workers, out=work / f"decode_{name}.npy")
+        result[f"{name}_images_per_second"] = count / (time.perf_counter() - start)
+    log(
+        f"decoding {count} PNGs: {result['in_process_images_per_second']:.0f}/s in process, "
+        f"{result['all_cores_images_per_second']:.0f}/s with {cores} workers"
+    )
+    return result
+
+
+def measure_distributed(n: int, settings: ScalingSettings, device: torch.device, work: Path) -> dict[str, Any]:
+    """The scoring stage (``gradients``: a forward pass and the closed form) of a checkpoint over
+    ``n`` samples, in one process and across two (``torchrun --nproc-per-node 2``, gloo)."""
+    root = work / f"data{n}"
+    if not root.is_dir():
+        root = write_mnist_idx(root, *shifted_digits(n, seed=1))
+    checkpoint = work / f"out{n}" / "model.pt"
+    if not checkpoint.is_file():
+        return {"n": n, "error": f"no checkpoint of the {n:,}-sample analysis to score"}
+    result: dict[str, Any] = {"n": n}
+    base = ["-m", "oga_core.cli", "analyze", "--data", f"torchvision:MNIST:{root}", "--checkpoint", str(checkpoint)]
+    base += ["--epochs", "0", "--device", device.type, "--quiet"]
+    runs = {
+        "one_process": [sys.executable, *base, "--out", str(work / "dist1")],
+        "two_processes": [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            *base,
+            "--out",
+            str(work / "dist2"),
+        ],
+    }
+    for name, cmd in runs.items():
+        env = child_env(OGA_HOME=str(work / f"home_{name}"), OGA_THREADS="1", OMP_NUM_THREADS="1")
+        status, wall = _run_child(cmd, env, work / f"{name}.log")
+        if status != 0:
+            result[f"{name}_error"] = _tail(work / f"{name}.log")
+            continue
+        out = work / ("dist1" if name == "one_process" else "dist2")
+        run = json.loads((out / "run.json").read_text())
+        per_rank = run.get("timings_per_rank") or [run["timings"]]
+        result[name] = {
+            "wall_seconds": wall,
+            "gradients_seconds": max(t["gradients"] for t in per_rank),
+            "scores_seconds": max(t["scores"] for t in per_rank),
+        }
+    if "one_process" in result and "two_processes" in result:
+        result["gradients_speedup"] = (
+            result["one_process"]["gradients_seconds"] / result["two_processes"]["gradients_seconds"]
+        )
+        log(f"scoring {n:,} samples: {result['gradients_speedup']:.2f}x faster on 2 processes")
+    return result
 
 
 def _analyze_main(spec_text: str) -> int:
@@ -189,18 +269,63 @@ def render(part: dict[str, Any] | None) -> str:
         [
             "## Scaling",
             "",
-            f"`oga analyze --data torchvision:MNIST:ROOT --epochs {st['epochs']}` on synthetic 1x28x28 "
-            "images written as MNIST files, one fresh process per size (so the wall time includes "
+            f"`oga analyze --data torchvision:MNIST:ROOT --epochs {st['epochs']}` on 1x28x28 "
+            + (
+                "images made from the bundled MNIST digits with random shifts"
+                if st.get("images") == "shifted MNIST digits"
+                else "synthetic class-template images (measured by an earlier oga)"
+            )
+            + ", written as MNIST files, one fresh process per size (so the wall time includes "
             "starting Python and importing torch). Stage seconds come from the command's `run.json`; "
             "peak memory is the process's peak RSS. Training is "
-            f"{st['epochs']} epoch(s) of the small CNN (linear in epochs). The UMAP map of the model's "
-            "features is timed in a separate process after a warm-up fit that pays numba's JIT; its "
-            "memory is the peak RSS above the process's resident set before the map.",
+            f"{st['epochs']} epoch(s) of `{st.get('model', 'small_cnn')}` (linear in epochs). The UMAP map of "
+            "the model's features (fitted on 20,000 points, the rest placed) is timed"
+            + (f" up to {st['umap_max']:,} samples" if "umap_max" in st else "")
+            + " in a separate process after a warm-up fit that pays numba's JIT; its memory is the peak RSS "
+            "above the process's resident set before the map.",
             "",
             table(header, [_row(s, first) for s in part["sizes"]]),
             "",
+            *_decode_lines(part),
+            *_distributed_lines(part),
         ]
     )
+
+
+def _decode_lines(part: dict[str, Any]) -> list[str]:
+    d = part.get("decode")
+    if not d:
+        return []
+    return [
+        "### Decoding image files",
+        "",
+        f"{d['images']:,} 64x64 RGB PNG files decoded and resized to 32 px (`LabeledImages.decode` into a "
+        f"pixel file, as `oga analyze` does): {fmt_num(d['in_process_images_per_second'])} images/s in the "
+        f"analysing process, {fmt_num(d['one_worker_images_per_second'])} with 1 worker process, "
+        f"{fmt_num(d['all_cores_images_per_second'])} with {d['cores']} worker processes (one per core; "
+        "`--workers`, default from 2,000 files).",
+        "",
+    ]
+
+
+def _distributed_lines(part: dict[str, Any]) -> list[str]:
+    d = part.get("distributed")
+    if not d:
+        return []
+    if "gradients_speedup" not in d:
+        return ["### Scoring across processes", "", f"Not measured: {d}.", ""]
+    one, two = d["one_process"], d["two_processes"]
+    return [
+        "### Scoring across processes",
+        "",
+        f"The scoring stage (`gradients`: a forward pass and the last layer's closed form) of a checkpoint "
+        f"over {d['n']:,} samples: {fmt_num(one['gradients_seconds'])} s in one process, "
+        f"{fmt_num(two['gradients_seconds'])} s across two (`torchrun --nproc-per-node 2`, gloo, one thread "
+        f"each; the slower rank): {fmt_ratio(d['gradients_speedup'])} faster. Whole command: "
+        f"{fmt_num(one['wall_seconds'])} s against {fmt_num(two['wall_seconds'])} s (starting two processes "
+        "and gathering the scores included).",
+        "",
+    ]
 
 
 def headline(part: dict[str, Any] | None) -> list[str]:

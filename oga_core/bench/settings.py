@@ -110,7 +110,7 @@ class SpeedSettings:
     pipelines; ``cache_epochs`` None: the product default (12 for the small CNN)."""
 
     cases: tuple[ModelCase, ...] = (
-        ModelCase("small_cnn", (1, 28, 28), n=5000, n_loop=1000, n_vmap=1000, vmap_chunk=125),
+        ModelCase("cnn", (1, 28, 28), n=5000, n_loop=1000, n_vmap=1000, vmap_chunk=125),
         # ResNet-18 runs at ~20 ms per sample forward on one busy CPU core: 512 samples keep the CPU
         # part to minutes; the materialised all-layer path (L1 + sketch) is timed on 128 of them.
         ModelCase("resnet18", (3, 32, 32), n=512, n_loop=128, n_vmap=32, vmap_chunk=16, n_all=128),
@@ -134,7 +134,7 @@ class SpeedSettings:
         if quick:
             return cls(
                 cases=(
-                    ModelCase("small_cnn", (1, 28, 28), n=384, n_loop=64, n_vmap=64, vmap_chunk=64),
+                    ModelCase("cnn", (1, 28, 28), n=384, n_loop=64, n_vmap=64, vmap_chunk=64),
                     ModelCase(
                         "resnet18",
                         (3, 32, 32),
@@ -149,7 +149,7 @@ class SpeedSettings:
                 repeats=1,
                 pipeline_epochs=1,
                 memory_kinds=("train_epoch", "ghost_all"),
-                memory_models=("small_cnn",),
+                memory_models=("cnn",),
                 cache_data="demo:digits",
                 cache_epochs=2,
             )
@@ -157,7 +157,7 @@ class SpeedSettings:
             return cls()
         return cls(
             cases=(
-                ModelCase("small_cnn", (1, 28, 28), n=10_000, n_loop=1000, n_vmap=2000, vmap_chunk=500),
+                ModelCase("cnn", (1, 28, 28), n=10_000, n_loop=1000, n_vmap=2000, vmap_chunk=500),
                 ModelCase("resnet18", (3, 32, 32), n=2500, n_loop=256, n_vmap=256, vmap_chunk=32),
             )
         )
@@ -165,13 +165,22 @@ class SpeedSettings:
 
 @dataclass(frozen=True)
 class ScalingSettings:
-    """The scaling part: ``oga analyze`` on each of ``sizes`` samples, ``epochs`` of training."""
+    """The scaling part: ``oga analyze`` on each of ``sizes`` samples (``epochs`` of training; the
+    UMAP map up to ``umap_max`` samples), image decoding with 1 process against one per core on
+    ``decode_images`` PNG files, and the scoring stage on ``distributed_n`` samples in 1 process
+    against 2 (torchrun, gloo)."""
 
-    sizes: tuple[int, ...] = (5_000, 20_000, 100_000)
+    sizes: tuple[int, ...] = (5_000, 20_000, 100_000, 1_000_000)
+    images: str = "shifted MNIST digits"  # what the analysed images are (the report says it)
+    model: str = "cnn"
     epochs: int = 1
     umap: bool = True
+    umap_max: int = 100_000
+    decode_images: int = 6_000
+    distributed_n: int = 100_000
 
     @classmethod
     def for_run(cls, *, quick: bool) -> ScalingSettings:
-        """Quick: 2,000 samples, no UMAP (its first fit in a process pays ~15 s of numba JIT)."""
-        return cls(sizes=(2_000,), umap=False) if quick else cls()
+        """Quick: 2,000 samples, no UMAP (its first fit in a process pays ~15 s of numba JIT), a
+        small decoding test, no torchrun (tests/test_distributed.py covers it)."""
+        return cls(sizes=(2_000,), umap=False, decode_images=200, distributed_n=0) if quick else cls()
