@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from oga_app import cards, entry, form, loading, state
+from oga_app import cards, entry, form, loading, runinfo, state
 from oga_app.messages import escape_md, guard
 from oga_core import summaries
 from oga_core.config import AnalysisConfig
@@ -82,15 +82,16 @@ def results(analysis: Analysis) -> None:
             "data on the left whenever you are ready.",
             icon=":material/science:",
         )
-    cols = st.columns(5)
+    cols = st.columns(6)
     cols[0].metric("Samples", f"{len(table):,}", help=f"{analysis.dataset.num_classes} classes")
     cols[1].metric("Flagged", f"{flagged:,}", f"top {config.budget:.1%}", delta_color="off")
     cols[2].metric("Reviewed", f"{reviewed:,} of {flagged:,}")
-    cols[3].metric("Accuracy", f"{run['train_accuracy']:.1%}", help="On the given labels, flipped ones included.")
+    runinfo.accuracy_metrics(run, cols[3:5])
     hits = run.get("cache_hits", [])
-    cols[4].metric(
+    cols[5].metric(
         "Analysis time", f"{run['timings']['total']:.1f} s", "cached" if "train" in hits else None, delta_color="off"
     )
+    runinfo.health_and_notices(run)
     if truth is not None and truth["flagged"]:
         st.markdown(
             f"Of the **{truth['flagged']}** flagged samples, **{truth['flagged_noisy']}** really were flipped "

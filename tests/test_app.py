@@ -64,6 +64,14 @@ def test_first_open_runs_the_demo_and_shows_flagged_samples(home, demo):
     assert metrics["Samples"] == "1,797"
     assert metrics["Flagged"] == "90"
     assert metrics["Reviewed"] == "0 of 90"
+    # The health check: accuracy on the trained part and on the held-out part, and its verdict.
+    checkup = demo.run["health"]
+    assert metrics["Training accuracy"] == f"{demo.run['train_accuracy']:.1%}"
+    assert checkup["holdout_size"] == 180 and metrics["Held-out accuracy"] == f"{checkup['holdout_accuracy']:.1%}"
+    if checkup["verdict"] == "ok":
+        assert any("can be trusted" in c.value for c in at.caption)
+    else:
+        assert any(escape_md(checkup["advice"]) in w.value for w in at.warning)
     # The first look: the 12 most suspicious samples, as thumbnails.
     assert len(at.get("image")) == 12
     top = demo.scores.sort_values("score", ascending=False, kind="stable")["sample_id"].head(12).tolist()
