@@ -5,6 +5,7 @@
     oga undo    --data SOURCE                   revert the last decision
     oga export  --data SOURCE --out FILE.csv [--folder DIR]
     oga recover --data SOURCE                   rebuild a damaged decisions database
+    oga retrain --data SOURCE [--out DIR]       retrain with the decisions applied; before/after
     oga cache   info | clear [--step STEP]      what the cache holds; free it (decisions stay)
     oga bench   [--quick | --render]            detection quality, speed, scaling -> oga-bench/
 
@@ -18,6 +19,7 @@ start in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -124,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="move a damaged decisions database aside (never deleted) and rebuild it from what is still readable",
     )
     _add_data_args(r)
+
+    t = sub.add_parser(
+        "retrain",
+        help="retrain the latest analysis' recipe with the decisions applied (drops out, relabels in) and compare",
+    )
+    _add_data_args(t)
+    t.add_argument("--out", type=Path, help="also write retrain.json and scores_after.csv here")
+    t.add_argument("--top", type=int, default=20, help="how many of the samples whose rank moved most to list")
+    t.add_argument("--device", help="train on this device instead of the analysis' own (auto | cpu | cuda)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     c = sub.add_parser("cache", help="what oga's cache holds, and clearing it (decisions are never touched)")
     c.add_argument("action", choices=["info", "clear"])
@@ -335,6 +347,36 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from oga_core.retrain import lines, retrain, write_retrain
+    from oga_core.roots import check_allowed
+
+    if args.out is not None:
+        check_allowed(args.out, "the output folder")
+        _writable_dir(args.out)
+    if args.top < 0:
+        raise OgaError(f"--top must be 0 or more, got {args.top}")
+    _, workspace = _open_data(args)
+    run = workspace.latest_run()
+    if run is None or not isinstance(run.get("config"), dict):
+        raise OgaError(
+            "this data, with these --noise / --seed / --skip-unreadable settings, has no analysis on record: run "
+            "oga analyze with the same data settings first (retraining repeats its recipe)"
+        )
+    config = AnalysisConfig.from_dict(run["config"])
+    if args.device:
+        config = dataclasses.replace(config, device=args.device)
+    result = retrain(
+        config.validate(), workspace.decisions().table(), progress=_progress_bars(args.quiet), top=args.top
+    )
+    for line in lines(result.summary):
+        print(line)
+    if args.out is not None:
+        write_retrain(result, args.out)
+        print(f"wrote retrain.json and scores_after.csv to {args.out}")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from oga_core.store import Cache
 
@@ -397,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "undo": cmd_undo,
         "export": cmd_export,
         "recover": cmd_recover,
+        "retrain": cmd_retrain,
         "cache": cmd_cache,
         "bench": bench.main,
     }

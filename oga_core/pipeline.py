@@ -405,11 +405,19 @@ def _gradient_stats(
     return stats, key, False
 
 
-def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: StageProgress | None = None) -> Analysis:
+def analyze(
+    config: AnalysisConfig,
+    *,
+    cache: Cache | None = None,
+    progress: StageProgress | None = None,
+    loaded: LoadedData | None = None,
+) -> Analysis:
     """Run (or load from the cache) every step for ``config``; records nothing in a workspace
     (callers do, with :meth:`Workspace.record`).
 
     ``progress(stage, done, total)`` is called as each stage in ``options.STAGES`` advances.
+    ``loaded``: analyse this data instead of opening ``config.data`` (e.g. the data with a
+    person's decisions applied, :mod:`oga_core.retrain`); its ``data_id`` keys the model.
     Raises :class:`~oga_core.errors.OgaError` for anything a person must fix.
     """
     config.validate()
@@ -417,7 +425,7 @@ def analyze(config: AnalysisConfig, *, cache: Cache | None = None, progress: Sta
     cache = cache or Cache(notice=stages.notice)
     device = resolve_device(config.device)
     wall = time.perf_counter()
-    loaded = load_data(config, cache, stages)
+    loaded = loaded if loaded is not None else load_data(config, cache, stages)
     dataset, pixels, data_id, noise = loaded.dataset, loaded.pixels, loaded.data_id, loaded.noise
 
     report = stages.begin("train")
