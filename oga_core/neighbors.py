@@ -1,16 +1,17 @@
 """More like this: the nearest samples of one sample, in the model's features or in the last
 layer's gradients, and the k-nearest-neighbour graph the issue types use.
 
-Which index (docs/architecture.md, "Neighbours"; ``benchmarks/neighbors.py`` measures it): exact
-brute force, in float32 blocks with numpy (``||x - q||^2 = ||x||^2 - 2 x.q + ||q||^2``, then a
-partial sort). It needs no build, is exact, and answers one query for k = 20 in about 10 ms at
-100 k rows and 0.1 s at 1 M rows of 128 dims on one core; scikit-learn's brute
-``NearestNeighbors`` computes the same with more overhead per call, and pynndescent, though a
-query takes well under a millisecond once built, pays minutes of numba compilation in every new
-process plus a build of about a minute at 100 k rows (six at 1 M), and then found 97% (100 k) and
-81% (1 M) of the true 20 neighbours. A person asks for one sample's neighbours at a time, so the
-exact index wins. For the whole graph (every sample's neighbours, :func:`knn_graph`) brute force
-costs N queries; beyond ``EXACT_GRAPH_MAX`` rows pynndescent builds it instead.
+Which index, by the numbers of ``benchmarks/neighbors.py`` (docs/architecture.md, "Neighbours";
+128-d synthetic data, this project's shared 2-core machine): one query for k = 20 is answered by
+exact brute force (:class:`ExactIndex`: float32 blocks, ``||x||^2 - 2 x.q + ||q||^2``, a partial
+sort, the k found re-measured) in 20 ms at 100 k rows and 0.14 s at 1 M, with no build;
+scikit-learn's brute ``NearestNeighbors`` computes the same in 35-80 ms and 0.19-0.25 s (thread
+start-up dominates a single query); pynndescent answers in 0.1 ms but first compiles for about a
+minute in every new process and builds for 20 s (100 k) or almost 4 minutes (1 M), and then finds
+97% / 81% of the true 20 neighbours. A person asks for one sample at a time, so exact wins.
+
+The whole graph (every sample's neighbours, :func:`knn_graph`) is scikit-learn's exact
+``kneighbors`` (k-d tree in few dimensions) up to ``EXACT_GRAPH_MAX`` rows, pynndescent beyond.
 
 Spaces: ``features`` are the head's inputs ``h`` as the model sees them; ``gradients`` are the
 vectors the Isolation Forest sees (:func:`oga_core.detectors.iforest_input`: the last layer's
@@ -34,7 +35,7 @@ from oga_core.store import cache_key, load_array, save_arrays
 if TYPE_CHECKING:  # the pipeline imports torch; an index needs only arrays
     from oga_core.pipeline import Analysis
 
-EXACT_GRAPH_MAX = 100_000  # rows: the exact k-NN graph up to here, pynndescent beyond
+EXACT_GRAPH_MAX = 200_000  # rows: the exact k-NN graph up to here, pynndescent beyond
 _BLOCK_FLOATS = 1 << 24  # cap on one block of the distance matrix (queries x rows), 64 MiB in float32
 VERSION = 1
 SIMILAR_COLUMNS = ("sample_id", "distance", "label", "label_name", "pred", "pred_name", "score", "rank", "flagged")
@@ -105,21 +106,19 @@ def _smallest(idx: np.ndarray, d2: np.ndarray, k: int) -> tuple[np.ndarray, np.n
 def knn_graph(vectors: np.ndarray, k: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Every sample's ``k`` nearest other samples: ``(indices, distances)``, each ``(N, k)``.
 
-    Exact up to ``EXACT_GRAPH_MAX`` rows; beyond, pynndescent's approximate graph (seeded)."""
+    Exact up to ``EXACT_GRAPH_MAX`` rows (scikit-learn's ``NearestNeighbors``: a k-d tree in few
+    dimensions, brute force in many; its own sample left out, an exact duplicate kept), beyond
+    that pynndescent's approximate graph (seeded)."""
     n = len(vectors)
     k = min(k, n - 1)
     if k <= 0:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
     if n > EXACT_GRAPH_MAX:
         return _nndescent_graph(vectors, k, seed=seed)
-    index = ExactIndex(vectors)
-    rows = max(1, min(2048, _BLOCK_FLOATS // max(1, n)))
-    out_i = np.empty((n, k), np.int64)
-    out_d = np.empty((n, k), np.float32)
-    for lo in range(0, n, rows):
-        hi = min(n, lo + rows)
-        out_i[lo:hi], out_d[lo:hi] = index.query(vectors[lo:hi], k, exclude=np.arange(lo, hi))
-    return out_i, out_d
+    from sklearn.neighbors import NearestNeighbors  # lazy: sklearn.neighbors is slow to import
+
+    dist, idx = NearestNeighbors(n_neighbors=k).fit(_f32(vectors)).kneighbors()
+    return idx.astype(np.int64), dist.astype(np.float32)
 
 
 def _nndescent_graph(vectors: np.ndarray, k: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
