@@ -3,7 +3,7 @@
     oga analyze --data SOURCE --out DIR [...]   scores.csv + run.json (+ model.pt)
     oga decide  --data SOURCE --sample ID (--keep | --drop | --relabel CLASS | --clear)
     oga undo    --data SOURCE                   revert the last decision
-    oga export  --data SOURCE --out FILE.csv [--folder DIR]
+    oga export  --data SOURCE --out FILE.csv [--folder DIR] [--hf DIR]
     oga recover --data SOURCE                   rebuild a damaged decisions database
     oga retrain --data SOURCE [--out DIR]       retrain with the decisions applied; before/after
     oga cache   info | clear [--step STEP]      what the cache holds; free it (decisions stay)
@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
     e.add_argument("--folder", type=Path, help="also copy the cleaned data set here as <class>/<image>")
     e.add_argument(
+        "--hf",
+        type=Path,
+        metavar="DIR",
+        help="also write the cleaned data set here as a Hugging Face dataset (save_to_disk's layout: "
+        "datasets.load_from_disk(DIR) or hf:DIR load it)",
+    )
+    e.add_argument(
         "--dropped",
         default="exclude",
         choices=["exclude", "mark"],
@@ -113,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an earlier oga export in --folder (only the files that export wrote; nothing else is touched)",
+        help="replace an earlier oga export in --folder / --hf (only the files that export wrote; nothing else is "
+        "touched)",
     )
     e.add_argument(
         "--overwrite-out",
@@ -308,6 +316,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         check_destination,
         check_manifest_path,
         cleaned_manifest,
+        export_hf,
         export_image_folder,
         write_manifest,
     )
@@ -315,13 +324,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     loaded, workspace = _open_data(args)
     # refuse bad places before writing anything
     out = check_manifest_path(args.out, loaded.dataset, overwrite=args.overwrite_out)
-    if args.folder is not None:
-        check_destination(args.folder, loaded.dataset, overwrite=args.overwrite)
+    folders = [check_destination(f, loaded.dataset, overwrite=args.overwrite) for f in (args.folder, args.hf) if f]
+    if len(folders) == 2 and (
+        folders[0] == folders[1] or folders[0] in folders[1].parents or folders[1] in folders[0].parents
+    ):
+        raise OgaError(f"--folder {args.folder} and --hf {args.hf} overlap; give them separate folders")
     scores = workspace.latest_scores()
     manifest = cleaned_manifest(loaded.dataset, workspace.decisions().table(), scores=scores, dropped=args.dropped)
     if args.folder is not None:  # first: --out may name a file inside --folder
         per_class = export_image_folder(loaded.dataset, manifest, args.folder, overwrite=args.overwrite)
         print(f"copied {sum(per_class.values())} images in {len(per_class)} classes to {args.folder}")
+    if args.hf is not None:
+        per_split = export_hf(loaded.dataset, manifest, args.hf, overwrite=args.overwrite)
+        listed = ", ".join(f"{name} {n}" for name, n in per_split.items())
+        print(f"wrote a Hugging Face dataset of {sum(per_split.values())} samples ({listed}) to {args.hf}")
     write_manifest(manifest, out)
     counts = manifest["action"].value_counts().to_dict()
     print(f"wrote {len(manifest)} rows to {out} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")")
