@@ -89,6 +89,14 @@ def decisions_digest(decisions: pd.DataFrame, ids: list[str]) -> str:
     return h.hexdigest()
 
 
+def _mcnemar(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p-value: how often a change at least this lopsided happens when
+    retraining alone (a new trajectory) moves held-out samples either way at random."""
+    from scipy.stats import binomtest  # lazy: scipy comes with scikit-learn
+
+    return float(binomtest(gained, gained + lost, 0.5).pvalue) if gained + lost else 1.0
+
+
 def _accuracy(pred: np.ndarray, labels: np.ndarray) -> float | None:
     return float((pred == labels).mean()) if len(labels) else None
 
@@ -188,12 +196,17 @@ def _summary(result: RetrainResult, config: AnalysisConfig, digest: str, *, top:
             + (f"; {n_drop} dropped, left out" if n_drop else "")
             + ")"
         )
+    gained = int(((pred_after == labels) & (pred_before != labels)).sum())
+    lost = int(((pred_after != labels) & (pred_before == labels)).sum())
     accuracy = {
         "before": _accuracy(pred_before, labels),
         "after": _accuracy(pred_after, labels),
         "samples": int(counted.sum()),
         "reviewed": int(reviewed.sum()),
         "labels": held_text,
+        "gained": gained,  # held-out samples right after and wrong before
+        "lost": lost,
+        "p_value": _mcnemar(gained, lost),
     }
     if "clean_label" in t:  # injected noise: the truth is known
         clean = t["clean_label"].to_numpy(dtype=np.int64)[counted]
@@ -245,7 +258,10 @@ def lines(summary: dict) -> list[str]:
     ]
     if acc["before"] is not None:
         text = (
-            f"held-out accuracy {acc['before']:.3f} -> {acc['after']:.3f} on {acc['samples']} samples; {acc['labels']}"
+            f"held-out accuracy {acc['before']:.3f} -> {acc['after']:.3f} on {acc['samples']} samples (right now "
+            f"{acc['gained']}, wrong now {acc['lost']}: "
+            + ("a clear change" if acc["p_value"] < 0.05 else "no clear change")
+            + f", McNemar p = {acc['p_value']:.2g}); {acc['labels']}"
         )
         if "before_true_labels" in acc:
             text += f"; on the true labels {acc['before_true_labels']:.3f} -> {acc['after_true_labels']:.3f}"

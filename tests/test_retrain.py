@@ -80,6 +80,8 @@ def test_the_comparison_after_correcting_the_top(corrected):
     # no gain is asserted here; test_correcting_pair_noise_raises_held_out_accuracy asserts one where
     # the noise does hurt.
     assert abs(acc["after"] - acc["before"]) < 0.05
+    assert acc["after"] - acc["before"] == pytest.approx((acc["gained"] - acc["lost"]) / acc["samples"])
+    assert acc["p_value"] > 0.05 and "no clear change" in lines(summary)[1]
     # the corrected samples now carry the right label: they leave the flagged set
     fixed = decisions.loc[decisions["action"] == "relabel", "sample_id"]
     rows = result.table.set_index("sample_id").loc[fixed]
@@ -135,18 +137,18 @@ def test_drops_leave_training_but_held_out_drops_only_leave_the_accuracy(digits_
 
 def test_correcting_pair_noise_raises_held_out_accuracy():
     """Pair noise at 40% fools the model (class k learnt as k+1): there correcting the flipped labels
-    among the top 5% does raise held-out accuracy (0.661 -> 0.706 on the true labels here)."""
+    among the top 5% raises held-out accuracy (0.661 -> 0.706 on the true labels here; 11 held-out
+    samples turned right, 4 wrong: McNemar p = 0.12, so one run on 180 samples shows the direction,
+    not certainty)."""
     config = AnalysisConfig(data="demo:digits", noise=0.4, noise_kind="pair", seed=0)
     from oga_core.pipeline import analyze
 
     s = analyze(config).scores
     result = retrain(config, truth_decisions(s, s.loc[s["flagged"], "sample_id"]))
     acc = result.summary["heldout_accuracy"]
-    print(
-        f"\npair 40%: held-out accuracy {acc['before']:.3f} -> {acc['after']:.3f}, true labels "
-        f"{acc['before_true_labels']:.3f} -> {acc['after_true_labels']:.3f}"
-    )
+    print("\npair 40%: " + lines(result.summary)[1])
     assert acc["after"] > acc["before"] and acc["after_true_labels"] > acc["before_true_labels"]
+    assert acc["gained"] > acc["lost"]
 
 
 def test_nothing_to_apply_is_one_clear_error(digits_config, digits_analysis):
