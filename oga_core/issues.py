@@ -99,7 +99,9 @@ def issue_columns(
 
     k_classes = int(logits.shape[1])
     components = int(min(z.shape[1], n - 1, max(10, k_classes)))
-    space = PCA(components, whiten=True, random_state=seed).fit_transform(z).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant features: zero variance to whiten
+        space = PCA(components, whiten=True, random_state=seed).fit_transform(z)
+    space = np.nan_to_num(space, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     graph_i, graph_d = knn_graph(space, NEIGHBOURS, seed=seed)
     spread = _robust_z(np.log(graph_d.mean(1).astype(np.float64) + 1e-12))
     outlier = spread > OUTLIER_Z

@@ -123,6 +123,16 @@ def test_duplicate_pairs_lists_each_pair_once(constructed):
     assert {pairs["sample_id"][0], pairs["duplicate_of"][0]} == {"00000", "copy_of_00000"}
 
 
+def test_degenerate_features_give_types_without_failing():
+    """A model whose features are all equal (dead units, an untrained checkpoint) still gets types."""
+    features = np.zeros((50, 8), np.float32)
+    logits = np.zeros((50, 3))
+    table = issue_columns(features, logits, np.arange(50) % 3, [f"s{i}" for i in range(50)])
+    # every sample has the same features as samples of other labels: all conflicting duplicates
+    assert (table["issue"] == "near_duplicate").all()
+    assert issue_columns(features[:2], logits[:2], np.array([0, 1]), ["a", "b"])["issue"].tolist() == ["none", "none"]
+
+
 def test_an_old_score_table_without_issues_says_so(digits_analysis):
     with pytest.raises(OgaError, match="no issue types"):
         filter_issue(digits_analysis.scores.drop(columns=["issue"]), "outlier")
