@@ -114,6 +114,11 @@ def retrain(
     frame) applied (after), and compare. OgaError when nothing would change or too little data
     would be left."""
     config = config.validate()
+    if config.resolved_epochs() == 0:
+        raise OgaError(
+            "the analysis scored a checkpoint as it is (0 epochs): there is no training recipe to repeat; analyse "
+            "with --epochs N (fine-tuning the checkpoint) to retrain with the decisions"
+        )
     cache = cache or Cache()
     before = analyze(config, cache=cache, progress=progress)
     dataset = before.dataset

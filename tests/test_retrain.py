@@ -151,6 +151,14 @@ def test_correcting_pair_noise_raises_held_out_accuracy():
     assert acc["gained"] > acc["lost"]
 
 
+def test_a_checkpoint_scored_as_it_is_has_no_recipe_to_repeat(tmp_path):
+    checkpoint = tmp_path / "m.pt"
+    checkpoint.write_bytes(b"not read: refused before")
+    config = AnalysisConfig(data="demo:digits", checkpoint=str(checkpoint))
+    with pytest.raises(OgaError, match="no training recipe to repeat"):
+        retrain(config, pd.DataFrame([("00000", "drop", 0, 0)], columns=COLUMNS))
+
+
 def test_nothing_to_apply_is_one_clear_error(digits_config, digits_analysis):
     with pytest.raises(OgaError, match="no decision drops or relabels"):
         retrain(digits_config, pd.DataFrame(columns=COLUMNS))
