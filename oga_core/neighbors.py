@@ -4,10 +4,10 @@ layer's gradients, and the k-nearest-neighbour graph the issue types use.
 Which index, by the numbers of ``benchmarks/neighbors.py`` (docs/architecture.md, "Neighbours";
 128-d synthetic data, this project's shared 2-core machine): one query for k = 20 is answered by
 exact brute force (:class:`ExactIndex`: float32 blocks, ``||x||^2 - 2 x.q + ||q||^2``, a partial
-sort, the k found re-measured) in 20 ms at 100 k rows and 0.14 s at 1 M, with no build;
-scikit-learn's brute ``NearestNeighbors`` computes the same in 35-80 ms and 0.19-0.25 s (thread
+sort, the k found re-measured) in 12-20 ms at 100 k rows and 0.10-0.14 s at 1 M, with no build;
+scikit-learn's brute ``NearestNeighbors`` computes the same in 16-168 ms and 0.17-0.32 s (thread
 start-up dominates a single query); pynndescent answers in 0.1 ms but first compiles for about a
-minute in every new process and builds for 20 s (100 k) or almost 4 minutes (1 M), and then finds
+minute in every new process and builds for 15-20 s (100 k) or 4-5 minutes (1 M), and then finds
 97% / 81% of the true 20 neighbours. A person asks for one sample at a time, so exact wins.
 
 The whole graph (every sample's neighbours, :func:`knn_graph`) is scikit-learn's exact
