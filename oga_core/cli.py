@@ -3,8 +3,9 @@
     oga analyze --data SOURCE --out DIR [...]   scores.csv + run.json (+ model.pt)
     oga decide  --data SOURCE --sample ID (--keep | --drop | --relabel CLASS | --clear)
     oga undo    --data SOURCE                   revert the last decision
-    oga export  --data SOURCE --out FILE.csv [--folder DIR]
+    oga export  --data SOURCE --out FILE.csv [--folder DIR] [--hf DIR]
     oga recover --data SOURCE                   rebuild a damaged decisions database
+    oga retrain --data SOURCE [--out DIR]       retrain with the decisions applied; before/after
     oga cache   info | clear [--step STEP]      what the cache holds; free it (decisions stay)
     oga bench   [--quick | --render]            detection quality, speed, scaling -> oga-bench/
 
@@ -18,6 +19,7 @@ start in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -104,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
     e.add_argument("--folder", type=Path, help="also copy the cleaned data set here as <class>/<image>")
     e.add_argument(
+        "--hf",
+        type=Path,
+        metavar="DIR",
+        help="also write the cleaned data set here as a Hugging Face dataset (save_to_disk's layout: "
+        "datasets.load_from_disk(DIR) or hf:DIR load it)",
+    )
+    e.add_argument(
         "--dropped",
         default="exclude",
         choices=["exclude", "mark"],
@@ -112,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an earlier oga export in --folder (only the files that export wrote; nothing else is touched)",
+        help="replace an earlier oga export in --folder / --hf (only the files that export wrote; nothing else is "
+        "touched)",
     )
     e.add_argument(
         "--overwrite-out",
@@ -125,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="move a damaged decisions database aside (never deleted) and rebuild it from what is still readable",
     )
     _add_data_args(r)
+
+    t = sub.add_parser(
+        "retrain",
+        help="retrain the latest analysis' recipe with the decisions applied (drops out, relabels in) and compare",
+    )
+    _add_data_args(t)
+    t.add_argument("--out", type=Path, help="also write retrain.json and scores_after.csv here")
+    t.add_argument("--top", type=int, default=20, help="how many of the samples whose rank moved most to list")
+    t.add_argument("--device", help="train on this device instead of the analysis' own (auto | cpu | cuda)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     c = sub.add_parser("cache", help="what oga's cache holds, and clearing it (decisions are never touched)")
     c.add_argument("action", choices=["info", "clear"])
@@ -312,6 +332,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         check_destination,
         check_manifest_path,
         cleaned_manifest,
+        export_hf,
         export_image_folder,
         write_manifest,
     )
@@ -319,13 +340,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     loaded, workspace = _open_data(args)
     # refuse bad places before writing anything
     out = check_manifest_path(args.out, loaded.dataset, overwrite=args.overwrite_out)
-    if args.folder is not None:
-        check_destination(args.folder, loaded.dataset, overwrite=args.overwrite)
+    folders = [check_destination(f, loaded.dataset, overwrite=args.overwrite) for f in (args.folder, args.hf) if f]
+    if len(folders) == 2 and (
+        folders[0] == folders[1] or folders[0] in folders[1].parents or folders[1] in folders[0].parents
+    ):
+        raise OgaError(f"--folder {args.folder} and --hf {args.hf} overlap; give them separate folders")
     scores = workspace.latest_scores()
     manifest = cleaned_manifest(loaded.dataset, workspace.decisions().table(), scores=scores, dropped=args.dropped)
     if args.folder is not None:  # first: --out may name a file inside --folder
         per_class = export_image_folder(loaded.dataset, manifest, args.folder, overwrite=args.overwrite)
         print(f"copied {sum(per_class.values())} images in {len(per_class)} classes to {args.folder}")
+    if args.hf is not None:
+        per_split = export_hf(loaded.dataset, manifest, args.hf, overwrite=args.overwrite)
+        listed = ", ".join(f"{name} {n}" for name, n in per_split.items())
+        print(f"wrote a Hugging Face dataset of {sum(per_split.values())} samples ({listed}) to {args.hf}")
     write_manifest(manifest, out)
     counts = manifest["action"].value_counts().to_dict()
     print(f"wrote {len(manifest)} rows to {out} (" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")")
@@ -348,6 +376,36 @@ def cmd_recover(args: argparse.Namespace) -> int:
     where = f"; the damaged file is kept as {done.aside}" if done.aside else ""
     sources = ", ".join(done.sources) or "nothing readable"
     print(f"rebuilt {done.decisions} decision(s) and {done.events} event(s) from {sources}{where}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from oga_core.retrain import lines, retrain, write_retrain
+    from oga_core.roots import check_allowed
+
+    if args.out is not None:
+        check_allowed(args.out, "the output folder")
+        _writable_dir(args.out)
+    if args.top < 0:
+        raise OgaError(f"--top must be 0 or more, got {args.top}")
+    _, workspace = _open_data(args)
+    run = workspace.latest_run()
+    if run is None or not isinstance(run.get("config"), dict):
+        raise OgaError(
+            "this data, with these --noise / --seed / --skip-unreadable settings, has no analysis on record: run "
+            "oga analyze with the same data settings first (retraining repeats its recipe)"
+        )
+    config = AnalysisConfig.from_dict(run["config"])
+    if args.device:
+        config = dataclasses.replace(config, device=args.device)
+    result = retrain(
+        config.validate(), workspace.decisions().table(), progress=_progress_bars(args.quiet), top=args.top
+    )
+    for line in lines(result.summary):
+        print(line)
+    if args.out is not None:
+        write_retrain(result, args.out)
+        print(f"wrote retrain.json and scores_after.csv to {args.out}")
     return 0
 
 
@@ -405,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "undo": cmd_undo,
         "export": cmd_export,
         "recover": cmd_recover,
+        "retrain": cmd_retrain,
         "cache": cmd_cache,
         "bench": bench.main,
     }

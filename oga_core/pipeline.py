@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from oga_core import detectors, health, options
+from oga_core import detectors, health, issues, options
 from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages, default_workers, index_of, load_source
 from oga_core.distributed import World
@@ -76,7 +76,8 @@ class Analysis:
     ) -> Analysis:
         """The same analysis ranked by another detector, budget or per-class setting: no recomputation."""
         config = self.config.ranked(detector=detector, budget=budget, per_class=per_class).validate()
-        raw = self.scores[[*detectors.SCORE_COLUMNS]].assign(trained=~self.scores["heldout"].to_numpy(dtype=bool))
+        kept = [*detectors.SCORE_COLUMNS, *(c for c in issues.COLUMNS if c in self.scores)]
+        raw = self.scores[kept].assign(trained=~self.scores["heldout"].to_numpy(dtype=bool))
         table = score_table(self.dataset, self.stats, raw, config, self.noise)
         run = {**self.run, "config": config.to_dict(), "num_flagged": int(table["flagged"].sum())}
         return dataclasses.replace(self, config=config, scores=table, run=run)
@@ -124,8 +125,9 @@ def score_table(
 
     Columns: sample_id, label, label_name, pred, pred_name, confidence, every detector's column
     (``detectors.SCORE_COLUMNS``), score (what ranks samples), rank (1 = most suspicious), flagged,
-    heldout (never trained on: the health check's part); plus noisy and clean_label when the
-    truth is known.
+    heldout (never trained on: the health check's part), issue and duplicate_of (why a sample
+    looks suspicious, :mod:`oga_core.issues`; when ``raw_scores`` holds them); plus noisy and
+    clean_label when the truth is known.
     """
     labels = dataset.labels
     probs = softmax(stats.logits)
@@ -154,6 +156,9 @@ def score_table(
     table["rank"] = rank
     table["flagged"] = detectors.flag_top(score, config.budget)
     table["heldout"] = ~trained if trained is not None else False
+    for col in issues.COLUMNS:
+        if col in raw_scores:
+            table[col] = raw_scores[col].to_numpy()
     if noise is not None:
         table["noisy"] = noise.noisy
         table["clean_label"] = noise.clean
@@ -458,6 +463,7 @@ def analyze(
     progress: StageProgress | None = None,
     workers: int | None = None,
     world: World | None = None,
+    loaded: LoadedData | None = None,
 ) -> Analysis:
     """Run (or load from the cache) every step for ``config``; records nothing in a workspace
     (callers do, with :meth:`Workspace.record`).
@@ -465,7 +471,9 @@ def analyze(
     ``progress(stage, done, total)`` is called as each stage in ``options.STAGES`` advances;
     ``workers``: image-decoding processes (default: from the cores, see ``data.default_workers``).
     ``world``: the processes of a ``torchrun`` launch (``oga_core.distributed``): every rank
-    returns the whole analysis; only rank 0 writes the cache. Raises
+    returns the whole analysis; only rank 0 writes the cache. ``loaded``: analyse this data
+    instead of opening ``config.data`` (e.g. the data with a person's decisions applied,
+    :mod:`oga_core.retrain`); its ``data_id`` keys the model. Raises
     :class:`~oga_core.errors.OgaError` for anything a person must fix.
     """
     config.validate()
@@ -475,9 +483,9 @@ def analyze(
     if world is not None and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     wall = time.perf_counter()
-    if world is None:
+    if loaded is None and world is None:
         loaded = load_data(config, cache, stages, workers=workers)
-    else:  # rank 0 decodes into the (shared) cache, then the others read it
+    elif loaded is None:  # rank 0 decodes into the (shared) cache, then the others read it
         loaded = world.leader_first(lambda: load_data(config, cache, stages, workers=workers))
     dataset, pixels, data_id, noise = loaded.dataset, loaded.pixels, loaded.data_id, loaded.noise
 
@@ -498,11 +506,11 @@ def analyze(
     stages.end(hit=hit)
 
     stages.begin("scores")
-    scores_key = cache_key(stats=stats_key, seed=config.seed, version=CACHE_VERSION)
+    scores_key = cache_key(stats=stats_key, seed=config.seed, version=CACHE_VERSION, issues=issues.VERSION)
 
     def read(folder: Path) -> pd.DataFrame:
         raw = pd.read_parquet(folder / "scores.parquet")
-        if len(raw) != len(dataset) or not {*detectors.SCORE_COLUMNS, "trained"} <= set(raw.columns):
+        if len(raw) != len(dataset) or not {*detectors.SCORE_COLUMNS, *issues.COLUMNS, "trained"} <= set(raw.columns):
             raise ValueError("the cached scores do not match the data")
         return raw
 
@@ -511,6 +519,17 @@ def analyze(
     if raw is None:
         raw = detectors.score_columns(stats, dataset.labels, seed=config.seed, trajectory=trajectory)
         raw["trained"] = trajectory.trained if trajectory is not None else True
+        raw = raw.join(
+            issues.issue_columns(
+                stats.features,
+                stats.logits,
+                dataset.labels,
+                dataset.ids,
+                pixels,
+                seed=config.seed,
+                trajectory=trajectory,
+            )
+        )
         with cache.entry("scores", scores_key) as folder:
             raw.to_parquet(folder / "scores.parquet")
     table = score_table(dataset, stats, raw, config, noise)

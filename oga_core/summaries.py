@@ -18,6 +18,7 @@ from PIL import Image
 
 from oga_core.data import LabeledImages
 from oga_core.detectors import SCORE_COLUMNS
+from oga_core.issues import issue_mask
 
 UNDECIDED = "undecided"
 REVIEW_STATES = ("all", UNDECIDED, "decided", "keep", "drop", "relabel")
@@ -67,11 +68,13 @@ def review_queue(
     given: Sequence[int] | None = None,
     predicted: Sequence[int] | None = None,
     state: str = "all",
+    issue: str | None = None,
 ) -> pd.DataFrame:
     """The samples to review, most suspicious (highest ``score``) first.
 
     ``table``: a :func:`with_decisions` frame. ``given`` / ``predicted``: keep only these class
-    indices (None or empty = all). ``state``: one of ``REVIEW_STATES``.
+    indices (None or empty = all). ``state``: one of ``REVIEW_STATES``. ``issue``: keep only
+    samples of this issue type (``oga_core.issues.ISSUES``; None = all).
     """
     if state not in REVIEW_STATES:
         raise ValueError(f"unknown review state '{state}': use one of {', '.join(REVIEW_STATES)}")
@@ -88,6 +91,8 @@ def review_queue(
         keep &= decision != UNDECIDED
     elif state != "all":
         keep &= decision == state
+    if issue is not None:
+        keep &= issue_mask(table, issue)
     return table[keep].sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
