@@ -146,6 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="train on this device instead of the analysis' own (auto | cpu | cuda)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    m = sub.add_parser("similar", help="more like this: the nearest samples of one sample, with their decisions")
+    _add_data_args(m)
+    m.add_argument("--sample", required=True, help="sample id")
+    m.add_argument("--k", type=int, default=options.DEFAULT_SIMILAR, help=options.SIMILAR_HELP)
+    m.add_argument(
+        "--space",
+        default=options.MAP_SPACES[0].name,
+        choices=options.names(options.MAP_SPACES),
+        help=options.SPACE_HELP,
+    )
+    m.add_argument("--csv", type=Path, help="write the neighbours to this CSV instead of printing them")
+
+    n = sub.add_parser(
+        "noise-left",
+        help="estimate the wrong labels left below the cut from the decisions, and pick samples to spot-check",
+    )
+    _add_data_args(n)
+    n.add_argument("--spot-check", type=int, default=0, metavar="N", help=options.SPOT_CHECK_HELP)
+
     c = sub.add_parser("cache", help="what oga's cache holds, and clearing it (decisions are never touched)")
     c.add_argument("action", choices=["info", "clear"])
     c.add_argument("--step", action="append", help="clear only this step's entries (repeatable), e.g. model")
@@ -389,13 +408,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise OgaError(f"--top must be 0 or more, got {args.top}")
     _, workspace = _open_data(args)
-    run = workspace.latest_run()
-    if run is None or not isinstance(run.get("config"), dict):
-        raise OgaError(
-            "this data, with these --noise / --seed / --skip-unreadable settings, has no analysis on record: run "
-            "oga analyze with the same data settings first (retraining repeats its recipe)"
-        )
-    config = AnalysisConfig.from_dict(run["config"])
+    config = _latest_config(workspace, "retraining repeats its recipe")
     if args.device:
         config = dataclasses.replace(config, device=args.device)
     result = retrain(
@@ -406,6 +419,66 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_retrain(result, args.out)
         print(f"wrote retrain.json and scores_after.csv to {args.out}")
+    return 0
+
+
+def _latest_config(workspace, why: str) -> AnalysisConfig:
+    """The settings of the workspace's latest analysis (what the person last saw ranked)."""
+    run = workspace.latest_run()
+    if run is None or not isinstance(run.get("config"), dict):
+        raise OgaError(
+            "this data, with these --noise / --seed / --skip-unreadable settings, has no analysis on record: run "
+            f"oga analyze with the same data settings first ({why})"
+        )
+    return AnalysisConfig.from_dict(run["config"])
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from oga_core.neighbors import similar
+    from oga_core.pipeline import analyze
+    from oga_core.summaries import with_decisions
+
+    if args.k < 1:
+        raise OgaError(f"--k must be at least 1, got {args.k}")
+    _, workspace = _open_data(args)
+    analysis = analyze(_latest_config(workspace, "the neighbours are those of its model").validate())
+    near = similar(analysis, args.sample, k=args.k, space=args.space)
+    decided = with_decisions(analysis.scores, workspace.decisions().table(), analysis.dataset.classes)
+    near = near.merge(decided[["sample_id", "decision", "new_label_name"]], on="sample_id", how="left")
+    if args.csv is not None:
+        from oga_core.export import safe_csv_frame
+        from oga_core.files import atomic_path
+        from oga_core.roots import check_allowed
+
+        check_allowed(args.csv, "the CSV file")
+        if args.csv.exists() or args.csv.is_symlink():  # never over a file oga did not write
+            raise OgaError(f"{args.csv} already exists: give a new file name")
+        with atomic_path(args.csv) as tmp:
+            safe_csv_frame(near).to_csv(tmp, index=False)
+        print(f"wrote {len(near)} neighbours of {args.sample} to {args.csv}")
+        return 0
+    print(near.to_string(index=False))
+    return 0
+
+
+def cmd_noise_left(args: argparse.Namespace) -> int:
+    from oga_core import remaining
+    from oga_core.pipeline import analyze
+    from oga_core.summaries import with_decisions
+
+    if args.spot_check < 0:
+        raise OgaError(f"--spot-check must be 0 or more, got {args.spot_check}")
+    _, workspace = _open_data(args)
+    analysis = analyze(_latest_config(workspace, "the cut is that of its ranking").validate())
+    table = with_decisions(analysis.scores, workspace.decisions().table(), analysis.dataset.classes)
+    print(remaining.estimate(table).line())
+    if args.spot_check:
+        ids = remaining.spot_check(table, n=args.spot_check)
+        print(
+            f"review these {len(ids)} random samples below the cut (keep the right ones, drop or relabel the wrong "
+            "ones), then ask again:"
+        )
+        print("\n".join(ids))
     return 0
 
 
@@ -464,6 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": cmd_export,
         "recover": cmd_recover,
         "retrain": cmd_retrain,
+        "similar": cmd_similar,
+        "noise-left": cmd_noise_left,
         "cache": cmd_cache,
         "bench": bench.main,
     }

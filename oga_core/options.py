@@ -183,6 +183,16 @@ MAP_SPACES = (
     Choice("gradients", "loss gradients", "the last layer's per-sample gradient (projected when wide)"),
 )
 
+# -- more like this and the noise left -------------------------------------------------------
+DEFAULT_SIMILAR = 12
+SIMILAR_HELP = "how many nearest samples to show (default 12)"
+SPACE_HELP = "features: the model's features h; gradients: the last layer's per-sample gradient vectors"
+DEFAULT_SPOT_CHECK = 50
+SPOT_CHECK_HELP = (
+    "also list N random un-reviewed samples below the cut to review: with them the estimate becomes an interval "
+    "(50 is enough for a rough one)"
+)
+
 # -- stages of an analysis, in order ---------------------------------------------------------
 STAGES = (
     Choice("data", "Opening the data"),

@@ -38,10 +38,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from oga_core import options
+
 MIN_REVIEWED = 30
 MIN_EACH = 5  # reviewed samples of each outcome (wrong, right)
 MIN_BELOW = 20  # reviewed samples below the cut for an estimate not to be an extrapolation
-SPOT_CHECK = 50
+SPOT_CHECK = options.DEFAULT_SPOT_CHECK
 DRAWS = 2000
 PRIOR = 0.1  # each stratum rate's prior: Beta(PRIOR, PRIOR)
 STRATUM = 10  # reviewed samples per stratum of the score

@@ -310,3 +310,54 @@ def test_bad_decisions_and_exports(tmp_path, capsys, make_images):
     assert (tmp_path / "clean" / "m.csv").is_file()  # the manifest may live in the exported folder
     counts = np.unique([p.parent.name for p in (tmp_path / "clean").rglob("*.png")], return_counts=True)
     assert dict(zip(*counts)) == {"cat": 2, "dog": 2}
+
+
+# -- more like this, the noise left ----------------------------------------------------------
+def test_similar_lists_the_nearest_samples_with_their_decisions(tmp_path, capsys, digits_analysis):
+    data = ["--data", "demo:digits", "--noise", "0.2", "--seed", "0"]
+    assert main(["analyze", *data, "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    target = digits_analysis.scores["sample_id"].iloc[0]
+    features = digits_analysis.stats.features
+    nearest = np.argsort(((features - features[0]) ** 2).sum(1))[1:4]
+    neighbour = digits_analysis.dataset.ids[nearest[0]]
+    assert main(["decide", *data, "--sample", neighbour, "--drop"]) == 0
+    capsys.readouterr()
+    assert main(["similar", *data, "--sample", target, "--k", "3"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split()[:2] == ["sample_id", "distance"] and len(printed) == 4
+    assert [line.split()[0] for line in printed[1:]] == [digits_analysis.dataset.ids[i] for i in nearest]
+    assert "drop" in printed[1] and "drop" not in "".join(printed[2:])
+    out = tmp_path / "near.csv"
+    assert main(["similar", *data, "--sample", target, "--space", "gradients", "--csv", str(out)]) == 0
+    table = pd.read_csv(out, dtype={"sample_id": str})
+    assert len(table) == 12 and target not in set(table["sample_id"]) and table["distance"].is_monotonic_increasing
+    _fails(capsys, ["similar", *data, "--sample", target, "--csv", str(out)], "already exists")
+    _fails(capsys, ["similar", *data, "--sample", "nope"], "no sample 'nope'")
+    _fails(capsys, ["similar", *data, "--sample", target, "--k", "0"], "--k must be at least 1")
+    _fails(capsys, ["similar", "--data", "demo:digits", "--noise", "0.3", "--sample", target], "no analysis on record")
+
+
+def test_noise_left_says_it_cannot_tell_then_estimates_after_a_spot_check(tmp_path, capsys, digits_analysis):
+    data = ["--data", "demo:digits", "--noise", "0.2", "--seed", "0"]
+    assert main(["analyze", *data, "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["noise-left", *data, "--spot-check", "60"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("noise left below the cut: no estimate")
+    ids = lines[2:]
+    s = digits_analysis.scores.set_index("sample_id")
+    assert len(ids) == 60 and not s.loc[ids, "flagged"].any()
+    # the truth plays the person: wrong labels dropped, right ones kept
+    wrong = [i for i in ids if s.loc[i, "noisy"]]
+    right = [i for i in ids if not s.loc[i, "noisy"]]
+    assert len(wrong) >= 5 and len(right) >= 5
+    assert main(["decide", *data, *[a for i in wrong for a in ("--sample", i)], "--drop"]) == 0
+    assert main(["decide", *data, *[a for i in right for a in ("--sample", i)], "--keep"]) == 0
+    capsys.readouterr()
+    assert main(["noise-left", *data]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("noise left below the cut: about") and "interval" in line
+    truth = int(s.loc[~s["flagged"], "noisy"].sum()) - len(wrong)
+    low, high = (int(x) for x in re.search(r"interval (\d+)-(\d+)", line).groups())
+    assert low <= truth <= high
+    _fails(capsys, ["noise-left", *data, "--spot-check", "-1"], "--spot-check must be 0 or more")
