@@ -69,7 +69,7 @@ def merge_results(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]
         # shards of one grid (``--shard``): the union of their runs, in grid order
         keys = {_run_key(r) for r in theirs["runs"]}
         runs = [r for r in mine["runs"] if _run_key(r) not in keys] + theirs["runs"]
-        order = {key: i for i, key in enumerate(mine.get("grid") or theirs.get("grid") or [])}
+        order = {tuple(key): i for i, key in enumerate(mine.get("grid") or theirs.get("grid") or [])}
         runs.sort(key=lambda r: order.get(_run_key(r), len(order)))
         into["quality"] = {**theirs, "runs": runs, "complete": bool(order) and len(runs) >= len(order)}
     elif theirs:
