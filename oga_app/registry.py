@@ -75,6 +75,21 @@ class AnalysisRegistry:
                 self._ready.move_to_end(base)
         return None if found is None else self._rank(found, config)
 
+    def hold(self, analysis: Analysis) -> Analysis:
+        """Keep a ready ``analysis`` in memory as if it had been computed here, so sessions find
+        it by its config (a synthetic analysis for benchmarks and tests, an analysis computed
+        elsewhere); it counts against ``capacity`` like any other. Records nothing."""
+        base = analysis.config.unranked()
+        with self._lock:
+            self._ready[base] = analysis
+            self._ready.move_to_end(base)
+            for key in [k for k in self._ranked if k.unranked() == base]:
+                del self._ranked[key]  # rankings of what was held before under this config
+            while len(self._ready) > self.capacity:
+                self._ready.popitem(last=False)
+                self._ranked.clear()
+        return analysis
+
     def running(self, config: AnalysisConfig) -> bool:
         with self._lock:
             return config.unranked() in self._jobs
