@@ -71,9 +71,10 @@ def on_decide(store_path: str, sample_id: str, original_label: int, action: str)
 
 
 @safe_callback
-def on_relabel(store_path: str, sample_id: str, original_label: int) -> None:
-    """The card's relabel box (key ``relabel-<id>``) changed; emptied, it takes a relabel back."""
-    value = st.session_state.get(f"relabel-{sample_id}")
+def on_relabel(store_path: str, sample_id: str, original_label: int, key: str | None = None) -> None:
+    """The card's relabel box (``key``, by default ``relabel-<id>``) changed; emptied, it takes a
+    relabel back."""
+    value = st.session_state.get(key or f"relabel-{sample_id}")
     store = resources.store_at(store_path)
     if value is None:
         current = store.get(sample_id)

@@ -9,7 +9,6 @@ import pandas as pd
 import streamlit as st
 
 from oga_app import resources, state
-from oga_core import summaries
 from oga_core.config import AnalysisConfig
 from oga_core.options import STAGES, labels, names
 from oga_core.pipeline import Analysis
@@ -66,5 +65,7 @@ def start_analysis(config: AnalysisConfig) -> Analysis:
 
 
 def decided_table(analysis: Analysis) -> pd.DataFrame:
-    """The analysis' score table with the current decisions joined on (read from SQLite now)."""
-    return summaries.with_decisions(analysis.scores, resources.store_for(analysis).table(), analysis.dataset.classes)
+    """The analysis' score table with the current decisions joined on: as SQLite holds them now
+    (re-read whenever they changed, in this tab or another), shared by every session; never
+    modify it."""
+    return resources.views(analysis).decided(resources.store_for(analysis))

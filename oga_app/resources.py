@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from oga_app.registry import AnalysisRegistry
+from oga_app.views import AnalysisViews
 from oga_core import summaries
 from oga_core.decisions import DecisionStore
 from oga_core.errors import OgaError
@@ -53,6 +54,18 @@ def store_at(path: str) -> DecisionStore:
 def store_for(analysis: Analysis) -> DecisionStore:
     """The decisions of the analysed data (its workspace under the current app home)."""
     return store_at(str(analysis.workspace.decisions_path))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _views(data_id: str, config: str, scores_id: int, _analysis: Analysis) -> AnalysisViews:
+    return AnalysisViews(_analysis)
+
+
+def views(analysis: Analysis) -> AnalysisViews:
+    """The kept views of ``analysis`` (id index, score order, decisions joined on), one per
+    analysed data and ranking in the process: every session and rerun finds them ready."""
+    # The score table's identity too: a data set analysed again gets views of its new table.
+    return _views(analysis.data_id, repr(analysis.config), id(analysis.scores), analysis)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
