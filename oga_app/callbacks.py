@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import streamlit as st
 
 from oga_app import resources
+from oga_core import summaries
 from oga_core.decisions import Decision, recover
 from oga_core.errors import OgaError
 
@@ -25,7 +27,6 @@ _LOG = logging.getLogger("oga.app")
 FLASH_KEY = "_oga_flash"
 FOCUS_KEY = "focus_sample"  # the sample the one-at-a-time view shows
 FOCUS_RELABEL_KEY = "focus-relabel"
-BulkItem = tuple[str, str, int, int | None]  # (sample id, action, original label, new label)
 
 
 # -- messages --------------------------------------------------------------------------------
@@ -106,9 +107,12 @@ def on_focus_relabel(store_path: str, sample_id: str, original: int, goto: str |
 
 # -- many samples ----------------------------------------------------------------------------
 @safe_callback
-def on_bulk(store_path: str, items: list[BulkItem], what: str) -> None:
+def on_bulk_rows(store_path: str, rows: pd.DataFrame, action: str, what: str) -> None:
+    """A bulk button: ``action`` on the rows it was drawn with (``summaries.bulk_items``), one
+    batch (one undo step)."""
+    items = summaries.bulk_items(rows, action)
     n = resources.store_at(store_path).decide_many(Decision(*item) for item in items)
-    flash("success", f"{what}: {n} sample{'s' if n != 1 else ''} (one undo step)")
+    flash("success", f"{what}: {n:,} sample{'s' if n != 1 else ''} (one undo step)")
 
 
 @safe_callback

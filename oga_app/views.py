@@ -30,6 +30,7 @@ class AnalysisViews:
         self._lock = threading.Lock()
         self._positions: pd.Index | None = None
         self._order: np.ndarray | None = None
+        self._bins: pd.DataFrame | None = None
         self._decided: tuple[tuple[int, int], pd.DataFrame] | None = None
         self._progress: tuple[tuple[int, int], tuple[int, int, dict[str, int]]] | None = None
 
@@ -53,6 +54,13 @@ class AnalysisViews:
             if self._order is None:
                 self._order = summaries.score_order(self.analysis.scores)
             return self._order
+
+    def score_bins(self) -> pd.DataFrame:
+        """The score histogram's counts (``summaries.score_bins``) of this ranking."""
+        with self._lock:
+            if self._bins is None:
+                self._bins = summaries.score_bins(self.analysis.scores)
+            return self._bins
 
     def decided(self, store: DecisionStore) -> pd.DataFrame:
         """The score table with the current decisions joined on; read from SQLite again only

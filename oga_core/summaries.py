@@ -128,6 +128,33 @@ def review_queue(
     return table.iloc[rows].reset_index(drop=True)
 
 
+BULK_ACTIONS = ("keep", "drop", "relabel", "clear")
+
+
+def bulk_items(table: pd.DataFrame, action: str) -> list[tuple[str, str, int, int | None]]:
+    """What a bulk action does to the rows of ``table`` (a :func:`with_decisions` slice), as
+    ``(sample id, action, original label, new label)``: ``keep`` the undecided ones, ``drop``
+    all, ``relabel`` to the prediction those it disagrees with, ``clear`` the decided ones."""
+    if action not in BULK_ACTIONS:
+        raise ValueError(f"unknown bulk action '{action}': use one of {', '.join(BULK_ACTIONS)}")
+    ids = table["sample_id"].to_numpy(dtype=object)
+    label = table["label"].to_numpy(dtype=np.int64)
+    pred = table["pred"].to_numpy(dtype=np.int64)
+    decided = table["decision"].to_numpy() != UNDECIDED
+    chosen = {"keep": ~decided, "drop": np.ones(len(ids), bool), "relabel": pred != label, "clear": decided}[action]
+    new = pred if action == "relabel" else [None] * len(ids)
+    return [
+        (str(ids[i]), action, int(label[i]), None if new[i] is None else int(new[i])) for i in np.flatnonzero(chosen)
+    ]
+
+
+def bulk_counts(table: pd.DataFrame) -> dict[str, int]:
+    """How many rows each of :data:`BULK_ACTIONS` would touch (counted, not listed)."""
+    decided = int((table["decision"].to_numpy() != UNDECIDED).sum())
+    disagree = int((table["pred"].to_numpy() != table["label"].to_numpy()).sum())
+    return {"keep": len(table) - decided, "drop": len(table), "relabel": disagree, "clear": decided}
+
+
 def page_bounds(n_items: int, page: int, page_size: int) -> tuple[int, int, int]:
     """``(start, stop, n_pages)`` of 1-based ``page``; out-of-range pages are clamped."""
     n_pages = max(1, -(-n_items // max(1, page_size)))

@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
 from oga_app import resources
@@ -31,7 +30,7 @@ from oga_core.pipeline import analyze
 from oga_core.store import oga_home
 from oga_core.workspace import Workspace
 
-from helpers import APP, TIMEOUT, array, assert_clean, open_app, open_page
+from helpers import APP, TIMEOUT, array, assert_clean, open_app, open_page, select_on_chart
 
 
 def card_ids(at: AppTest) -> list[str]:
@@ -246,18 +245,6 @@ def _flagged_ids(analysis) -> list[str]:
 
 
 # -- Explore ---------------------------------------------------------------------------------
-def _select(at: AppTest, points: list[dict]) -> AppTest:
-    """Send a box/lasso selection on the map, as the browser does: the chart's widget state."""
-    (chart,) = [c for c in at.get("plotly_chart") if c.key == "map"]
-    states: WidgetStates = at._tree.get_widget_states()
-    state = states.widgets.add()
-    state.id = chart.proto.id
-    state.string_value = json.dumps(
-        {"selection": {"points": points, "point_indices": [p["point_index"] for p in points], "box": [], "lasso": []}}
-    )
-    return at._run(states)
-
-
 def test_explore_selection_opens_exactly_the_selected_ids(home, demo):
     at = open_page("explore", map_method="pca", map_color="given label")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -277,7 +264,7 @@ def test_explore_selection_opens_exactly_the_selected_ids(home, demo):
         }
         for c, i in chosen
     ]
-    at = _select(at, points)
+    at = select_on_chart(at, "map", points)
     assert_clean(at)
     event = at.session_state["map"]
     ids = [p["customdata"] for p in event["selection"]["points"]]
@@ -305,7 +292,9 @@ def test_explore_draws_histogram_and_confusion_of_flagged(home, demo):
     charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     hist = charts["histogram"]
     assert [t["name"] for t in hist["data"]] == ["not flagged", "flagged"]
-    assert len(array(hist["data"][1]["x"])) == 90
+    # Counted on the server: bars, not the scores, go to the browser.
+    assert all(t["type"] == "bar" and len(array(t["y"])) == 60 for t in hist["data"])
+    assert sum(array(hist["data"][1]["y"])) == 90 and sum(array(hist["data"][0]["y"])) == 1797 - 90
     cut = float(demo.scores.loc[demo.scores["flagged"], "score"].min())
     assert any(abs(s.get("x0", -1) - cut) < 1e-9 for s in hist["layout"]["shapes"])
     (table,) = at.dataframe
