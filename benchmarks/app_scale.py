@@ -5,8 +5,10 @@
 Each size is a synthetic analysis (``oga_core.synthetic``: real arrays, no training) held in the
 app's registry (``AnalysisRegistry.hold``); Streamlit's AppTest then drives ``app.py`` in this
 process as a browser session would: open Set-up, Review (its first page), the next page, a
-decision, undo, Export and Explore (the instant PCA map; the UMAP map is computed in the
-background and not timed here). A time is the whole script run that follows the click, as the
+decision, undo, Export, Explore (the instant PCA map; the UMAP map is computed in the background
+and not timed here), a click on a map point (its card beside the map) and a box over a region of
+the map (its samples below; past 60,000 samples also drawn as points). The size of Explore's
+charts as sent to the browser is recorded too. A time is the whole script run that follows the click, as the
 server spends it; drawing in the browser is not included. Each action is timed ``repeats`` times
 after its first; the first is reported apart (it fills the caches). Every size runs in this one
 process, so the ratios against the first size (the baseline) share the machine's load. Prints
@@ -17,6 +19,8 @@ report (``oga_core.bench.app``).
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import statistics
 import sys
@@ -25,12 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # runnable from a checkout without installing
 
 APP = REPO / "app.py"
 TIMEOUT = 1800  # s: the slowest run AppTest waits for (an unoptimised 1 M page takes tens of seconds)
-ACTIONS = ("setup", "review", "next_page", "decide", "undo", "export", "explore")
+ACTIONS = ("setup", "review", "next_page", "decide", "undo", "export", "explore", "click", "region")
 
 
 def _check(at: Any, what: str) -> None:
@@ -46,6 +52,34 @@ def _timed(step: Any, what: str) -> float:
     took = time.perf_counter() - start
     _check(at, what)
     return took
+
+
+def _select(at: Any, key: str, points: list[dict], box: list[float] | None = None) -> Any:
+    """A selection on the chart ``key`` as the browser sends it (AppTest has no accessor for a
+    chart's selection: tests/helpers.py does the same)."""
+    (chart,) = [c for c in at.get("plotly_chart") if c.key == key]
+    states = at._tree.get_widget_states()
+    state = states.widgets.add()
+    state.id = chart.proto.id
+    boxes = [] if box is None else [{"xref": "x", "yref": "y", "x": box[:2], "y": box[2:]}]
+    selection = {"points": points, "point_indices": [p["point_index"] for p in points], "box": boxes, "lasso": []}
+    state.string_value = json.dumps({"selection": selection})
+    return at._run(states)
+
+
+def _a_point(at: Any, nth: int) -> dict:
+    """The ``nth`` point drawn on the map (a marked one on a density map), as a click reports it."""
+    (chart,) = [c for c in at.get("plotly_chart") if c.key == "map"]
+    trace = next(t for t in json.loads(chart.proto.spec)["data"] if t.get("customdata"))
+    values = {k: _array(trace[k]) for k in ("customdata", "x", "y")}
+    i = nth % len(values["customdata"])
+    return {"curve_number": 0, "point_number": i, "point_index": i, **{k: v[i] for k, v in values.items()}}
+
+
+def _array(value: Any) -> list:
+    if isinstance(value, dict) and "bdata" in value:  # Plotly's typed arrays
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)
 
 
 def _first_card(at: Any) -> str:
@@ -68,7 +102,9 @@ def measure_size(n: int, repeats: int) -> dict[str, Any]:
     at.session_state[state.CONFIG_KEY] = analysis.config  # this session's analysis: the held one
     at.session_state["map_method"] = "pca"  # the instant map; UMAP is background work
     times: dict[str, list[float]] = {a: [] for a in ACTIONS}
-    for _ in range(repeats + 1):
+    coords = analysis.map_coords(method="pca")
+    payload = 0
+    for r in range(repeats + 1):
         times["setup"].append(_timed(lambda: at.switch_page("pages/setup.py").run(), "Set-up"))
         times["review"].append(_timed(lambda: at.switch_page("pages/review.py").run(), "Review"))
         for page in (2, 1):
@@ -78,10 +114,18 @@ def measure_size(n: int, repeats: int) -> dict[str, Any]:
         times["undo"].append(_timed(lambda: at.button(key="undo").click().run(), "undo"))
         times["export"].append(_timed(lambda: at.switch_page("pages/export.py").run(), "Export"))
         times["explore"].append(_timed(lambda: at.switch_page("pages/explore.py").run(), "Explore"))
-    del analysis
+        payload = sum(len(c.proto.spec) for c in at.get("plotly_chart"))
+        point = _a_point(at, r)
+        times["click"].append(_timed(lambda p=point: _select(at, "map", [p]), "a click on the map"))
+        # A box over a fifth of the map each way, moved every repeat (an unchanged one is no event).
+        lo = 0.3 + 0.05 * r
+        box = [*np.quantile(coords[:, 0], [lo, lo + 0.2]), *np.quantile(coords[:, 1], [lo, lo + 0.2])]
+        times["region"].append(_timed(lambda b=[float(v) for v in box]: _select(at, "map", [], b), "a region"))
+    del analysis, coords
     return {
         "n": n,
         "build_seconds": round(built, 3),
+        "explore_charts_kib": round(payload / 1024, 1),
         "actions": {
             a: {"first": round(t[0], 4), "median": round(statistics.median(t[1:] or t), 4), "runs": len(t)}
             for a, t in times.items()

@@ -30,16 +30,18 @@ FOCUS_RELABEL_KEY = "focus-relabel"
 
 
 # -- messages --------------------------------------------------------------------------------
-def flash(kind: Literal["success", "info", "error"], text: str) -> None:
+def flash(kind: Literal["success", "info", "warning", "error"], text: str) -> None:
     """Queue a message for the next run (callbacks run before the page is drawn)."""
     st.session_state.setdefault(FLASH_KEY, []).append((kind, text))
 
 
 def show_flash() -> None:
-    """Errors stay on the page; the rest come and go as toasts."""
+    """Errors and warnings stay on the page; the rest come and go as toasts."""
     for kind, text in st.session_state.pop(FLASH_KEY, []):
         if kind == "error":
             st.error(text, icon=":material/error:")
+        elif kind == "warning":
+            st.warning(text, icon=":material/link_off:")
         else:
             st.toast(text, icon=":material/check_circle:" if kind == "success" else ":material/info:")
 

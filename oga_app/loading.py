@@ -18,10 +18,13 @@ REDRAW_S = 0.1  # each progress update is a message to the browser: ~10 per seco
 
 
 def current_analysis() -> Analysis:
-    """The session's analysis, with live progress in the page if it has to be computed or loaded."""
+    """The session's analysis, with live progress in the page if it has to be computed or loaded
+    (or is being computed for another session); its workspace is named in the URL."""
     config = state.session_config()
     found = resources.registry().peek(config)
-    return found if found is not None else run_analysis(config)
+    analysis = found if found is not None else run_analysis(config)
+    state.name_in_url(analysis.data_id)
+    return analysis
 
 
 def run_analysis(config: AnalysisConfig, *, fresh: bool = False) -> Analysis:

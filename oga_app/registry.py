@@ -7,6 +7,7 @@ session; :func:`oga_app.resources.registry` keeps one per server process.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ class _Job:
 
     def __init__(self, config: AnalysisConfig) -> None:
         self.config = config
+        self.started = time.monotonic()
         self.done = threading.Event()
         self.result: Analysis | None = None
         self.error: BaseException | None = None
@@ -93,6 +95,13 @@ class AnalysisRegistry:
     def running(self, config: AnalysisConfig) -> bool:
         with self._lock:
             return config.unranked() in self._jobs
+
+    def running_configs(self) -> list[AnalysisConfig]:
+        """The settings of every analysis running now, the most recently started first (ranked
+        as whoever started it asked): what a new session opens while training goes on."""
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda job: -job.started)
+        return [job.config for job in jobs]
 
     def get(self, config: AnalysisConfig, progress: Progress | None = None, *, fresh: bool = False) -> Analysis:
         """The analysis for ``config``, computed (or loaded from the disk cache) if needed.

@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from oga_app import resources
 from oga_app.messages import escape_md
-from oga_app.state import DEFAULT_CONFIG
+from oga_app.state import DEFAULT_CONFIG, save_last_config
 from oga_core.detectors import SCORE_COLUMNS
 from oga_core.pipeline import analyze
 from oga_core.store import oga_home
@@ -496,6 +496,8 @@ def test_reopen_recent_work_reattaches_its_decisions(home, demo, tmp_path):
     other.workspace.record(other)  # as the CLI and the app do after an analysis
     first = other.scores.sort_values("score", ascending=False)["sample_id"].iloc[0]
     Workspace(other.data_id).decisions().decide(first, "drop", original_label=0)
+    demo.workspace.record(demo)  # the demo analysed after it: the app opens on the demo
+    save_last_config(DEFAULT_CONFIG)
     at = open_app()
     (expander,) = [e for e in at.expander if "Recent work" in e.label]
     assert escape_md(f"folder:{folder}") in expander.markdown[0].value and "1 decided" in expander.markdown[0].value

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
+import os
 import threading
 import time
 import zipfile
@@ -468,3 +470,52 @@ def test_a_failed_map_job_says_so_until_forgotten():
     jobs.forget(analysis, "umap", "features")
     jobs.poll(analysis, "umap", "features", wait=5)
     assert analysis.calls == 2
+
+
+def test_the_registry_lists_running_analyses_newest_first():
+    release = threading.Event()
+
+    def fake_analyze(config, progress=None):
+        release.wait(5)
+        return FakeAnalysis(config)
+
+    registry = AnalysisRegistry(record=lambda analysis: None, analyze=fake_analyze)
+    older, newer = AnalysisConfig(data="demo:digits"), AnalysisConfig(data="demo:shapes", detector="loss")
+    waiters = []
+    for config in (older, newer):
+        waiters.append(threading.Thread(target=registry.get, args=(config,)))
+        waiters[-1].start()
+        while not registry.running(config):
+            time.sleep(0.01)
+    assert registry.running_configs() == [newer, older]  # ranked as asked
+    release.set()
+    for w in waiters:
+        w.join(5)
+    assert registry.running_configs() == []
+
+
+def test_resume_prefers_a_link_then_running_work_then_the_newest_work(tmp_path):
+    from oga_app.resume import choose
+    from oga_core.workspace import Workspace
+
+    def workspace(data_id: str, config: dict, when: float) -> None:
+        folder = tmp_path / "workspaces" / data_id
+        folder.mkdir(parents=True)
+        (folder / "latest_run.json").write_text(json.dumps({"config": config, "num_samples": 3}))
+        os.utime(folder / "latest_run.json", (when, when))
+
+    now = time.time()
+    workspace("aaa", {"data": "folder:/a"}, now - 100)
+    workspace("bbb", {"data": "folder:/b", "budget": 7.0}, now - 10)  # newest, but its settings are invalid
+    demo, saved = AnalysisConfig(data="demo:digits"), AnalysisConfig(data="folder:/saved")
+    ask = dict(running=[], saved=None, saved_at=None, default=demo, home=tmp_path)
+    assert choose(linked=None, **ask) == (AnalysisConfig(data="folder:/a"), None)  # the newest valid one
+    assert choose(linked=None, **{**ask, "saved": saved, "saved_at": now - 50}) == (saved, None)
+    assert choose(linked=None, **{**ask, "saved": saved, "saved_at": now - 500})[0].data == "folder:/a"
+    assert choose(linked="aaa", **{**ask, "saved": saved, "saved_at": now})[0].data == "folder:/a"
+    running = AnalysisConfig(data="folder:/training")
+    assert choose(linked=None, **{**ask, "running": [running]}) == (running, None)
+    config, warning = choose(linked="../aaa", **{**ask, "running": [running]})
+    assert config == running and "not a workspace name" in warning
+    assert choose(linked=None, **{**ask, "home": tmp_path / "empty"}) == (demo, None)
+    assert Workspace.lookup("aaa", tmp_path).data == "folder:/a"

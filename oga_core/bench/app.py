@@ -29,6 +29,8 @@ ACTIONS = {  # what each timed action is, in the order of the table
     "undo": "undo",
     "export": "open Export",
     "explore": "open Explore (PCA map)",
+    "click": "click a map point (its card)",
+    "region": "box over a region of the map",
 }
 
 
@@ -69,6 +71,7 @@ def render(part: dict[str, Any] | None) -> str:
     firsts = ", ".join(
         f"{s['n']:,}: {fmt_num(s['actions']['explore']['first'])} s" for s in sizes if "explore" in s["actions"]
     )
+    charts = ", ".join(f"{s['n']:,}: {fmt_num(s['explore_charts_kib'])} KiB" for s in sizes if "explore_charts_kib" in s)
     failed = [s for s in (part or {}).get("sizes", []) if "error" in s]
     st = part["settings"]
     return "\n".join(
@@ -83,7 +86,8 @@ def render(part: dict[str, Any] | None) -> str:
             "",
             table(header, rows),
             "",
-            f"First open of Explore (computes the PCA map): {firsts}.",
+            f"First open of Explore (computes the PCA map): {firsts}."
+            + (f" Explore's charts as sent to the browser: {charts}." if charts else ""),
             *(f"- {s['n']:,} samples: not measured ({s['error']})." for s in failed),
             "",
         ]
