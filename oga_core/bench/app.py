@@ -71,7 +71,9 @@ def render(part: dict[str, Any] | None) -> str:
     firsts = ", ".join(
         f"{s['n']:,}: {fmt_num(s['actions']['explore']['first'])} s" for s in sizes if "explore" in s["actions"]
     )
-    charts = ", ".join(f"{s['n']:,}: {fmt_num(s['explore_charts_kib'])} KiB" for s in sizes if "explore_charts_kib" in s)
+    charts = ", ".join(
+        f"{s['n']:,}: {fmt_num(s['explore_charts_kib'])} KiB" for s in sizes if "explore_charts_kib" in s
+    )
     failed = [s for s in (part or {}).get("sizes", []) if "error" in s]
     st = part["settings"]
     return "\n".join(
