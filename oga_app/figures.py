@@ -100,7 +100,8 @@ def map_figure(
 
     ``density``: a :func:`oga_core.summaries.density_grid` of every sample, drawn beneath the
     points as a grey image (a large data set: ``frame`` then holds only the points to mark).
-    Box and lasso select by default (``dragmode="select"``); ids ride in ``customdata``.
+    Dragging pans and a click selects the point under it (Streamlit makes clicks select only
+    outside the box and lasso modes, so those are a toolbar choice away); ids ride in ``customdata``.
     """
     if color_by not in COLOR_BY:
         raise ValueError(f"unknown colouring '{color_by}': use one of {', '.join(COLOR_BY)}")
@@ -149,7 +150,7 @@ def map_figure(
             if len(part):
                 fig.add_trace(_points(part, state, point_size, color=color))
     fig.update_layout(
-        dragmode="select",
+        dragmode="pan",  # not "select": there Streamlit's clickmode ignores clicks, and a click opens a card
         height=height,
         margin={"l": 8, "r": 8, "t": 8, "b": 8},
         legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom", "itemsizing": "constant"},

@@ -185,8 +185,8 @@ def the_map(analysis: Analysis, table: pd.DataFrame, coords: np.ndarray, drawn: 
         config={"displaylogo": False, "scrollZoom": True},
     )
     st.caption(
-        f"{note} Click a point to see it beside the map; drag a box or lasso (toolbar) to open a region below; "
-        "double-click to clear; scroll to zoom."
+        f"{note} Click a point to see it beside the map. Box or Lasso select (toolbar) opens a region below; "
+        "double-click clears it; drag to pan, scroll to zoom."
     )
 
 

@@ -250,7 +250,7 @@ def test_explore_selection_opens_exactly_the_selected_ids(home, demo):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     traces = [t for t in spec["data"] if t.get("customdata")]
     assert len(traces) == 10 and all(t["type"] == "scattergl" for t in traces)
-    assert spec["layout"]["dragmode"] == "select"
+    assert spec["layout"]["dragmode"] == "pan"  # a click selects a point; box and lasso are in the toolbar
     # Two points from different traces; their per-trace indices would name other samples.
     chosen = [(1, 3), (7, 0), (4, 5)]
     points = [
