@@ -5,7 +5,7 @@
 Each size is a synthetic analysis (``oga_core.synthetic``: real arrays, no training) held in the
 app's registry (``AnalysisRegistry.hold``); Streamlit's AppTest then drives ``app.py`` in this
 process as a browser session would: open Set-up, Review (its first page), the next page, a
-decision, undo, Export, Explore (the instant PCA map; the UMAP map is computed in the background
+decision, undo, Export, Evaluate, Explore (the instant PCA map; the UMAP map is computed in the background
 and not timed here), a click on a map point (its card beside the map) and a box over a region of
 the map (its samples below; past 60,000 samples also drawn as points). The size of Explore's
 charts as sent to the browser is recorded too. A time is the whole script run that follows the click, as the
@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))  # runnable from a checkout without installing
 
 APP = REPO / "app.py"
 TIMEOUT = 1800  # s: the slowest run AppTest waits for (an unoptimised 1 M page takes tens of seconds)
-ACTIONS = ("setup", "review", "next_page", "decide", "undo", "export", "explore", "click", "region")
+ACTIONS = ("setup", "review", "next_page", "decide", "undo", "export", "evaluate", "explore", "click", "region")
 
 
 def _check(at: Any, what: str) -> None:
@@ -113,6 +113,7 @@ def measure_size(n: int, repeats: int) -> dict[str, Any]:
         times["decide"].append(_timed(lambda s=sid: at.button(key=f"drop-{s}").click().run(), "a decision"))
         times["undo"].append(_timed(lambda: at.button(key="undo").click().run(), "undo"))
         times["export"].append(_timed(lambda: at.switch_page("pages/export.py").run(), "Export"))
+        times["evaluate"].append(_timed(lambda: at.switch_page("pages/evaluate.py").run(), "Evaluate"))
         times["explore"].append(_timed(lambda: at.switch_page("pages/explore.py").run(), "Explore"))
         payload = sum(len(c.proto.spec) for c in at.get("plotly_chart"))
         point = _a_point(at, r)

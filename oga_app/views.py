@@ -17,6 +17,7 @@ import pandas as pd
 
 from oga_core import summaries
 from oga_core.decisions import DecisionStore
+from oga_core.evaluate import detection_metrics
 from oga_core.pipeline import Analysis
 
 
@@ -31,6 +32,7 @@ class AnalysisViews:
         self._positions: pd.Index | None = None
         self._order: np.ndarray | None = None
         self._bins: pd.DataFrame | None = None
+        self._detection: tuple[pd.DataFrame, pd.DataFrame] | None = None
         self._decided: tuple[tuple[int, int], pd.DataFrame] | None = None
         self._progress: tuple[tuple[int, int], tuple[int, int, dict[str, int]]] | None = None
 
@@ -61,6 +63,16 @@ class AnalysisViews:
             if self._bins is None:
                 self._bins = summaries.score_bins(self.analysis.scores)
             return self._bins
+
+    def detection(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Every score against the known truth: ``(evaluate.detection_metrics, summaries.precision_curve)``
+        (seconds at a million samples; they depend on the ranking alone, not on decisions)."""
+        with self._lock:
+            if self._detection is None:
+                scores, truth = self.analysis.scores, self.analysis.noise.noisy
+                metrics = detection_metrics(scores, truth, budget=self.analysis.config.budget)
+                self._detection = (metrics, summaries.precision_curve(scores, truth))
+            return self._detection
 
     def decided(self, store: DecisionStore) -> pd.DataFrame:
         """The score table with the current decisions joined on; read from SQLite again only

@@ -249,7 +249,7 @@ def act_on(key: str, *, within: np.ndarray | None) -> None:
     if key == "map" and len(table) > figures.MAX_POINTS:
         st.session_state[REGION] = rows if shape is not None and len(rows) else None
     st.session_state[SELECTION] = rows
-    st.session_state[PAGE_KEY] = 1
+    st.session_state.pop(PAGE_KEY, None)  # back to the first page (the widget's default, not a value set over it)
 
 
 # -- the sample clicked, and the selection ---------------------------------------------------

@@ -28,6 +28,7 @@ ACTIONS = {  # what each timed action is, in the order of the table
     "decide": "a decision",
     "undo": "undo",
     "export": "open Export",
+    "evaluate": "open Evaluate",
     "explore": "open Explore (PCA map)",
     "click": "click a map point (its card)",
     "region": "box over a region of the map",
@@ -71,6 +72,9 @@ def render(part: dict[str, Any] | None) -> str:
     firsts = ", ".join(
         f"{s['n']:,}: {fmt_num(s['actions']['explore']['first'])} s" for s in sizes if "explore" in s["actions"]
     )
+    evals = ", ".join(
+        f"{s['n']:,}: {fmt_num(s['actions']['evaluate']['first'])} s" for s in sizes if "evaluate" in s["actions"]
+    )
     charts = ", ".join(
         f"{s['n']:,}: {fmt_num(s['explore_charts_kib'])} KiB" for s in sizes if "explore_charts_kib" in s
     )
@@ -88,7 +92,8 @@ def render(part: dict[str, Any] | None) -> str:
             "",
             table(header, rows),
             "",
-            f"First open of Explore (computes the PCA map): {firsts}."
+            f"First open of Explore (computes the PCA map): {firsts}. First open of Evaluate (every score's "
+            f"metrics, then kept for the ranking): {evals}."
             + (f" Explore's charts as sent to the browser: {charts}." if charts else ""),
             *(f"- {s['n']:,} samples: not measured ({s['error']})." for s in failed),
             "",
