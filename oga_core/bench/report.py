@@ -97,8 +97,9 @@ def render(results: dict[str, Any], *, plot_name: str | None, json_name: str) ->
         quality.render(results.get("quality"), plot_name=plot_name),
         speed.render(results.get("speed")),
         scaling.render(results.get("scaling")),
-        app.render(results.get("app")),
     ]
+    if results.get("app"):  # a page without the app part is the same page as before the part existed
+        body.append(app.render(results["app"]))
     return "\n".join(_head(results, json_name)) + "\n" + "\n".join(body)
 
 
