@@ -26,36 +26,31 @@ def undo_button(analysis: Analysis, *, key: str = "undo") -> None:
 
 def bulk_actions(analysis: Analysis, rows: pd.DataFrame, *, key: str, scope: str = "on this page") -> None:
     """Buttons ``<key>-keep|drop|relabel|clear`` acting on every sample in ``rows`` (a
-    ``loading.decided_table`` slice); each is one undo step."""
+    ``loading.decided_table`` slice); each is one undo step. The buttons show counts; the list
+    of decisions is made only when one is clicked (a selection on a large map can hold a
+    hundred thousand samples)."""
     store_path = str(resources.store_for(analysis).path)
-    undecided = rows[rows["decision"] == summaries.UNDECIDED]
-    disagree = rows[rows["pred"] != rows["label"]]
-    decided = rows[rows["decision"] != summaries.UNDECIDED]
-    keep = [(r.sample_id, "keep", int(r.label), None) for r in undecided.itertuples(index=False)]
-    drop = [(r.sample_id, "drop", int(r.label), None) for r in rows.itertuples(index=False)]
-    relabel = [(r.sample_id, "relabel", int(r.label), int(r.pred)) for r in disagree.itertuples(index=False)]
-    clear = [(r.sample_id, "clear", int(r.label), None) for r in decided.itertuples(index=False)]
+    counts = summaries.bulk_counts(rows)
     buttons = (
-        ("keep", f"Keep the undecided {scope}", ":material/check:", keep, "Kept", None),
-        ("drop", f"Drop all {scope}", ":material/delete:", drop, "Dropped", None),
+        ("keep", f"Keep the undecided {scope}", ":material/check:", "Kept", None),
+        ("drop", f"Drop all {scope}", ":material/delete:", "Dropped", None),
         (
             "relabel",
             "Relabel to predicted",
             ":material/edit:",
-            relabel,
             "Relabelled to the prediction",
             "Every sample here whose prediction differs from its given label gets the predicted label.",
         ),
-        ("clear", f"Clear decisions {scope}", ":material/backspace:", clear, "Cleared", None),
+        ("clear", f"Clear decisions {scope}", ":material/backspace:", "Cleared", None),
     )
     with st.container(horizontal=True, gap="small"):
-        for name, label, icon, items, what, help_text in buttons:
+        for name, label, icon, what, help_text in buttons:
             st.button(
-                f"{label} ({len(items)})",
+                f"{label} ({counts[name]:,})",
                 key=f"{key}-{name}",
                 icon=icon,
-                on_click=callbacks.on_bulk,
-                args=(store_path, items, what),
-                disabled=not items,
+                on_click=callbacks.on_bulk_rows,
+                args=(store_path, rows, name, what),
+                disabled=not counts[name],
                 help=help_text,
             )

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import streamlit as st
 
 from oga_app import resources
+from oga_core import summaries
 from oga_core.decisions import Decision, recover
 from oga_core.errors import OgaError
 
@@ -25,20 +27,21 @@ _LOG = logging.getLogger("oga.app")
 FLASH_KEY = "_oga_flash"
 FOCUS_KEY = "focus_sample"  # the sample the one-at-a-time view shows
 FOCUS_RELABEL_KEY = "focus-relabel"
-BulkItem = tuple[str, str, int, int | None]  # (sample id, action, original label, new label)
 
 
 # -- messages --------------------------------------------------------------------------------
-def flash(kind: Literal["success", "info", "error"], text: str) -> None:
+def flash(kind: Literal["success", "info", "warning", "error"], text: str) -> None:
     """Queue a message for the next run (callbacks run before the page is drawn)."""
     st.session_state.setdefault(FLASH_KEY, []).append((kind, text))
 
 
 def show_flash() -> None:
-    """Errors stay on the page; the rest come and go as toasts."""
+    """Errors and warnings stay on the page; the rest come and go as toasts."""
     for kind, text in st.session_state.pop(FLASH_KEY, []):
         if kind == "error":
             st.error(text, icon=":material/error:")
+        elif kind == "warning":
+            st.warning(text, icon=":material/link_off:")
         else:
             st.toast(text, icon=":material/check_circle:" if kind == "success" else ":material/info:")
 
@@ -71,9 +74,10 @@ def on_decide(store_path: str, sample_id: str, original_label: int, action: str)
 
 
 @safe_callback
-def on_relabel(store_path: str, sample_id: str, original_label: int) -> None:
-    """The card's relabel box (key ``relabel-<id>``) changed; emptied, it takes a relabel back."""
-    value = st.session_state.get(f"relabel-{sample_id}")
+def on_relabel(store_path: str, sample_id: str, original_label: int, key: str | None = None) -> None:
+    """The card's relabel box (``key``, by default ``relabel-<id>``) changed; emptied, it takes a
+    relabel back."""
+    value = st.session_state.get(key or f"relabel-{sample_id}")
     store = resources.store_at(store_path)
     if value is None:
         current = store.get(sample_id)
@@ -105,9 +109,12 @@ def on_focus_relabel(store_path: str, sample_id: str, original: int, goto: str |
 
 # -- many samples ----------------------------------------------------------------------------
 @safe_callback
-def on_bulk(store_path: str, items: list[BulkItem], what: str) -> None:
+def on_bulk_rows(store_path: str, rows: pd.DataFrame, action: str, what: str) -> None:
+    """A bulk button: ``action`` on the rows it was drawn with (``summaries.bulk_items``), one
+    batch (one undo step)."""
+    items = summaries.bulk_items(rows, action)
     n = resources.store_at(store_path).decide_many(Decision(*item) for item in items)
-    flash("success", f"{what}: {n} sample{'s' if n != 1 else ''} (one undo step)")
+    flash("success", f"{what}: {n:,} sample{'s' if n != 1 else ''} (one undo step)")
 
 
 @safe_callback

@@ -1,22 +1,24 @@
 """Samples on screen: thumbnails, the card grid of Review and Explore, the read-only preview of
 Set-up, and one sample at a time, large, decided from the keyboard.
 
-Every card's state is re-read from SQLite on every run (``loading.decided_table``), so an undo
+Every card's state is as SQLite holds it on every run (``loading.decided_table``), so an undo
 or another tab's decision shows at once. Widget keys name the sample: ``card-<id>``,
-``keep-<id>``, ``drop-<id>``, ``relabel-<id>``.
+``keep-<id>``, ``drop-<id>``, ``relabel-<id>`` (with a ``prefix`` where the same sample may be
+drawn twice on a page, as beside the map and in the selection below it). Rows come with the
+score table's index, which is the sample's position in the data set (its image).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from oga_app import callbacks, figures, resources
 from oga_app.messages import escape_md
 from oga_core import options, summaries
-from oga_core.data import index_of
 from oga_core.errors import OgaError
 from oga_core.pipeline import Analysis
 
@@ -53,8 +55,20 @@ def given_and_predicted(given: str, predicted: str) -> str:
 
 
 def _rows_of(rows: pd.DataFrame, columns: int) -> list[list[Any]]:
-    records = list(rows.itertuples(index=False))
+    records = list(rows.itertuples(index=True))  # row.Index: the sample's position in the data set
     return [records[lo : lo + columns] for lo in range(0, len(records), columns)]
+
+
+def position(analysis: Analysis, row: Any) -> int:
+    """The data set index of a table row (its index), checked against its id; looked up by id
+    when a caller's frame was re-indexed."""
+    index, ids = row.Index, analysis.dataset.ids
+    if isinstance(index, (int, np.integer)) and 0 <= index < len(ids) and ids[index] == row.sample_id:
+        return int(index)
+    found = resources.views(analysis).row_of(str(row.sample_id))
+    if found is None:
+        raise OgaError(f"no sample '{row.sample_id}' in {analysis.config.data}")
+    return found
 
 
 # -- grids -----------------------------------------------------------------------------------
@@ -62,26 +76,27 @@ def sample_grid(analysis: Analysis, rows: pd.DataFrame, *, columns: int = 6) -> 
     """Editable cards for ``rows`` (a ``loading.decided_table`` slice) in ``columns`` columns:
     Keep / Drop (the current decision drawn as primary; clicking it again takes it back) and a
     relabel box offering the prediction first."""
-    position = index_of(analysis.dataset.ids)
     store_path = str(resources.store_for(analysis).path)
     for line in _rows_of(rows, columns):
         for col, row in zip(st.columns(columns, gap="small"), line):
             with col:
-                _card(analysis, row, position[row.sample_id], store_path)
+                card(analysis, row, store_path)
 
 
-def _card(analysis: Analysis, row: Any, index: int, store_path: str) -> None:
+def card(analysis: Analysis, row: Any, store_path: str, *, prefix: str = "", side: int | None = None) -> None:
+    """One sample's editable card: image, given → predicted, rank and score, decision, Keep /
+    Drop and the relabel box. ``row``: a ``loading.decided_table`` row (``itertuples``)."""
     classes = analysis.dataset.classes
     sid, given, pred = str(row.sample_id), int(row.label), int(row.pred)
-    with st.container(border=True, key=f"card-{sid}"):
-        image(analysis, sid, index)
+    with st.container(border=True, key=f"{prefix}card-{sid}"):
+        image(analysis, sid, position(analysis, row), side=side or summaries.THUMBNAIL_SIDE)
         st.markdown(given_and_predicted(classes[given], classes[pred]))
         st.caption(f"#{int(row.rank)} · score {float(row.score):.3g}  \n{escape_md(sid)}")
         decision_badge(row)
         for col, action in zip(st.columns(2, gap="small"), ("keep", "drop")):
             col.button(
                 action.capitalize(),
-                key=f"{action}-{sid}",
+                key=f"{prefix}{action}-{sid}",
                 on_click=callbacks.on_decide,
                 args=(store_path, sid, given, action),
                 type="primary" if row.decision == action else "secondary",
@@ -90,16 +105,17 @@ def _card(analysis: Analysis, row: Any, index: int, store_path: str) -> None:
             )
         choices = summaries.relabel_choices(len(classes), given, pred)
         relabelled = row.decision == "relabel" and int(row.new_label) in choices
-        st.session_state[f"relabel-{sid}"] = int(row.new_label) if relabelled else None  # SQLite, not the session
+        box = f"{prefix}relabel-{sid}"
+        st.session_state[box] = int(row.new_label) if relabelled else None  # SQLite, not the session
         st.selectbox(
             "Relabel to",
             choices,
             index=None,
-            key=f"relabel-{sid}",
+            key=box,
             placeholder="Relabel to …",
             format_func=lambda k: f"→ {classes[k]}" + (" (predicted)" if k == pred else ""),
             on_change=callbacks.on_relabel,
-            args=(store_path, sid, given),
+            args=(store_path, sid, given, box),
             label_visibility="collapsed",
         )
 
@@ -108,11 +124,10 @@ def preview_grid(analysis: Analysis, rows: pd.DataFrame, *, columns: int = 6) ->
     """Read-only thumbnails with a one-line label each (the Set-up page's first look); each
     caption's tooltip starts with the sample id."""
     classes = analysis.dataset.classes
-    position = index_of(analysis.dataset.ids)
     for line in _rows_of(rows, columns):
         for col, row in zip(st.columns(columns, gap="small"), line):
             with col:
-                image(analysis, str(row.sample_id), position[row.sample_id])
+                image(analysis, str(row.sample_id), position(analysis, row))
                 st.caption(
                     f"#{int(row.rank)} · {escape_md(classes[int(row.label)])} → {escape_md(classes[int(row.pred)])}",
                     help=f"{row.sample_id}: given label → predicted label; score {float(row.score):.3g}",
@@ -120,24 +135,27 @@ def preview_grid(analysis: Analysis, rows: pd.DataFrame, *, columns: int = 6) ->
 
 
 # -- one sample at a time --------------------------------------------------------------------
-def focus_view(analysis: Analysis, queue: pd.DataFrame) -> None:
-    """One sample of ``queue`` large, decided from the keyboard: K keep, D drop, P relabel to the
-    prediction, ← / → previous / next. Each decision moves on to the next sample of ``queue``.
-    With the all-layers scope, the sample's gradient norm per layer is drawn beside it."""
-    ids = queue["sample_id"].tolist()
+def focus_view(analysis: Analysis, table: pd.DataFrame, queue: np.ndarray) -> None:
+    """One sample of ``queue`` (row positions of ``table``, a ``loading.decided_table``) large,
+    decided from the keyboard: K keep, D drop, P relabel to the prediction, ← / → previous /
+    next. Each decision moves on to the next sample of ``queue``. With the all-layers scope, the
+    sample's gradient norm per layer is drawn beside it."""
     current = st.session_state.get(callbacks.FOCUS_KEY)
-    i = ids.index(current) if current in ids else 0
-    row = next(queue.iloc[i : i + 1].itertuples(index=False))
+    at = resources.views(analysis).row_of(str(current)) if current is not None else None
+    found = np.flatnonzero(queue == at) if at is not None else ()
+    i = int(found[0]) if len(found) else 0
+    row = next(table.iloc[queue[i : i + 1]].itertuples(index=True))
     sid, given, pred = str(row.sample_id), int(row.label), int(row.pred)
     classes = analysis.dataset.classes
-    nxt = ids[i + 1] if i + 1 < len(ids) else None
-    prev = ids[i - 1] if i > 0 else None
+    ids = table["sample_id"]
+    nxt = str(ids.iloc[queue[i + 1]]) if i + 1 < len(queue) else None
+    prev = str(ids.iloc[queue[i - 1]]) if i > 0 else None
     store_path = str(resources.store_for(analysis).path)
     left, right = st.columns([2, 3], gap="large")
     with left, st.container(border=True, key=f"card-{sid}"):
-        image(analysis, sid, list(analysis.dataset.ids).index(sid), side=FOCUS_SIDE)
+        image(analysis, sid, position(analysis, row), side=FOCUS_SIDE)
     with right:
-        st.markdown(f"#### {i + 1} of {len(ids)} · `{escape_md(sid)}`")
+        st.markdown(f"#### {i + 1} of {len(queue):,} · `{escape_md(sid)}`")
         st.markdown(given_and_predicted(classes[given], classes[pred]) + f" ({float(row.confidence):.0%})")
         st.caption(f"rank #{int(row.rank)} · score {float(row.score):.4g}")
         decision_badge(row)

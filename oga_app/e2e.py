@@ -150,3 +150,32 @@ def key_css(key: str) -> str:
     """The CSS selector of the element Streamlit renders for a widget or container ``key``."""
     # The frontend writes `st-key-` + the key with every character outside [A-Za-z0-9_-] as '-'.
     return ".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip())
+
+
+# Where a Plotly chart drew a point, in page pixels: the chart's own axes map data to pixels from
+# the corner of its plot area (the drag layer). Points are searched from the last drawn (on top:
+# the map draws the most suspicious samples last), skipping the ids given.
+_POINT_JS = """([key, skip]) => {
+  const box = document.querySelector(key);
+  const gd = box && box.querySelector('.js-plotly-plot');
+  if (!gd || !gd._fullData) return null;
+  const traces = gd._fullData.filter(t => t.customdata && t.customdata.length);
+  for (let k = traces.length - 1; k >= 0; k--) {
+    const t = traces[k];
+    for (let i = t.x.length - 1; i >= 0; i--) {
+      if (skip.includes(String(t.customdata[i]))) continue;
+      const area = gd.querySelector('.nsewdrag').getBoundingClientRect();
+      return {x: area.left + gd._fullLayout.xaxis.l2p(t.x[i]), y: area.top + gd._fullLayout.yaxis.l2p(t.y[i]),
+              id: String(t.customdata[i])};
+    }
+  }
+  return null;
+}"""
+
+
+def chart_point(page: object, key: str, *, skip: list[str] = ()) -> dict:
+    """``{"x", "y", "id"}``: where the chart of widget ``key`` drew its topmost point whose sample
+    id is not in ``skip``, in page pixels (for ``page.mouse.click``), and that id."""
+    args = [key_css(key), list(skip)]
+    page.wait_for_function(f"(args) => ({_POINT_JS})(args) !== null", arg=args, timeout=60_000)  # type: ignore[attr-defined]
+    return page.evaluate(_POINT_JS, args)  # type: ignore[attr-defined]

@@ -16,12 +16,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from oga_core import summaries
-
 COLOR_BY = ("score", "given label", "predicted label", "flagged", "decision")
-# Past this many points one scattergl trace gets sluggish in the browser (docs/architecture.md, "The map"):
-# draw a density image of everything and markers only for flagged or decided samples.
+# Past this many points one scattergl trace gets sluggish in the browser, and the page's message
+# grows by ~100 bytes a point (docs/architecture.md, "The app at scale"): the map becomes a density
+# image of every sample with MARKERS of the most suspicious flagged or decided ones drawn on it,
+# and a region selected on it is drawn below as points, at most REGION_POINTS of them.
 MAX_POINTS = 60_000
+MARKERS = 2_000
+REGION_POINTS = 5_000
 DECISION_COLORS = {"undecided": "#b0b7c3", "keep": "#2ca02c", "drop": "#d62728", "relabel": "#1f77b4"}
 FLAG_COLOR = "#e4572e"
 
@@ -71,6 +73,20 @@ def ids_from_points(points: Sequence[Mapping[str, Any]] | None) -> list[str]:
     return ids
 
 
+def selected_region(selection: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The box or lasso of a chart's selection (``{"box": (x0, x1, y0, y1)}`` or ``{"lasso":
+    (M, 2) polygon}``, the keywords of ``summaries.rows_in_region``), None for points alone.
+    Streamlit reports them in data coordinates; the last one drawn counts."""
+    for name in ("box", "lasso"):
+        for shape in reversed(list(selection.get(name) or [])):
+            xs, ys = list(shape.get("x") or []), list(shape.get("y") or [])
+            if name == "box" and len(xs) == 2 and len(ys) == 2:
+                return {"box": (float(xs[0]), float(xs[1]), float(ys[0]), float(ys[1]))}
+            if name == "lasso" and len(xs) == len(ys) >= 3:
+                return {"lasso": np.column_stack([np.asarray(xs, float), np.asarray(ys, float)])}
+    return None
+
+
 def map_figure(
     frame: pd.DataFrame,
     *,
@@ -78,22 +94,31 @@ def map_figure(
     classes: Sequence[str] = (),
     point_size: float = 5.0,
     height: int = 600,
+    density: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> go.Figure:
     """The 2-D map of :func:`oga_core.summaries.map_frame` rows; flagged samples drawn larger.
 
-    Box and lasso select by default (``dragmode="select"``); ids ride in ``customdata``.
+    ``density``: a :func:`oga_core.summaries.density_grid` of every sample, drawn beneath the
+    points as a grey image (a large data set: ``frame`` then holds only the points to mark).
+    Dragging pans and a click selects the point under it (Streamlit makes clicks select only
+    outside the box and lasso modes, so those are a toolbar choice away); ids ride in ``customdata``.
     """
     if color_by not in COLOR_BY:
         raise ValueError(f"unknown colouring '{color_by}': use one of {', '.join(COLOR_BY)}")
     fig = go.Figure()
-    if len(frame) > MAX_POINTS:
-        grid, xc, yc = summaries.density_grid(frame[["x", "y"]].to_numpy())
+    if density is not None:
+        grid, xc, yc = density
         fig.add_trace(
             go.Heatmap(
-                x=xc, y=yc, z=np.log1p(grid), colorscale="Greys", showscale=False, hoverinfo="skip", name="all samples"
+                x=xc,
+                y=yc,
+                z=np.log1p(grid).astype(np.float32),
+                colorscale="Greys",
+                showscale=False,
+                name="all samples",
+                hoverinfo="skip",  # no customdata either: a click on a cell must not read as a sample id
             )
         )
-        frame = frame[frame["flagged"].to_numpy(dtype=bool) | (frame["decision"] != "undecided").to_numpy()]
     if color_by == "score":
         ordered = frame.sort_values("score")  # most suspicious drawn last, on top
         fig.add_trace(
@@ -125,7 +150,7 @@ def map_figure(
             if len(part):
                 fig.add_trace(_points(part, state, point_size, color=color))
     fig.update_layout(
-        dragmode="select",
+        dragmode="pan",  # not "select": there Streamlit's clickmode ignores clicks, and a click opens a card
         height=height,
         margin={"l": 8, "r": 8, "t": 8, "b": 8},
         legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom", "itemsizing": "constant"},
@@ -138,25 +163,36 @@ def map_figure(
 
 
 def score_histogram(
-    scores: pd.DataFrame, *, detector_label: str = "score", log_y: bool = False, height: int = 300
+    bins: pd.DataFrame,
+    *,
+    cut: float | None = None,
+    detector_label: str = "score",
+    log_y: bool = False,
+    height: int = 300,
 ) -> go.Figure:
-    """Histogram of the ranking score, flagged samples in their own colour, the budget cut as a line."""
-    values = scores["score"].to_numpy(dtype=np.float64)
-    flagged = scores["flagged"].to_numpy(dtype=bool)
-    finite = values[np.isfinite(values)]
-    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-    size = (hi - lo) / 60 if hi > lo else 1.0
-    bins = {"start": lo, "end": hi + size, "size": size}
+    """The ranking score's histogram from :func:`oga_core.summaries.score_bins` (counted on the
+    server: a million scores are 60 bars, not a million values sent to the browser), flagged
+    samples in their own colour, the budget ``cut`` as a line."""
+    centre = ((bins["left"] + bins["right"]) / 2).to_numpy(dtype=np.float64)
+    width = (bins["right"] - bins["left"]).to_numpy(dtype=np.float64)
     fig = go.Figure()
-    fig.add_trace(go.Histogram(x=values[~flagged], xbins=bins, name="not flagged", marker_color="#9aa5b1"))
-    fig.add_trace(go.Histogram(x=values[flagged], xbins=bins, name="flagged", marker_color=FLAG_COLOR))
-    cut = summaries.budget_cut(scores)
+    for column, name, colour in (("not_flagged", "not flagged", "#9aa5b1"), ("flagged", "flagged", FLAG_COLOR)):
+        fig.add_trace(
+            go.Bar(
+                x=centre,
+                y=bins[column].to_numpy(dtype=np.int64),
+                width=width,
+                name=name,
+                marker_color=colour,
+                hovertemplate=f"{name}: %{{y:,}}<extra></extra>",
+            )
+        )
     if cut is not None:
         fig.add_vline(
             x=cut,
             line_dash="dash",
             line_color="#333",
-            annotation_text=f"budget cut: {int(flagged.sum())} flagged",
+            annotation_text=f"budget cut: {int(bins['flagged'].sum()):,} flagged",
             annotation_position="top left",
         )
     fig.update_layout(

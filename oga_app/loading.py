@@ -9,7 +9,6 @@ import pandas as pd
 import streamlit as st
 
 from oga_app import resources, state
-from oga_core import summaries
 from oga_core.config import AnalysisConfig
 from oga_core.options import STAGES, labels, names
 from oga_core.pipeline import Analysis
@@ -19,10 +18,13 @@ REDRAW_S = 0.1  # each progress update is a message to the browser: ~10 per seco
 
 
 def current_analysis() -> Analysis:
-    """The session's analysis, with live progress in the page if it has to be computed or loaded."""
+    """The session's analysis, with live progress in the page if it has to be computed or loaded
+    (or is being computed for another session); its workspace is named in the URL."""
     config = state.session_config()
     found = resources.registry().peek(config)
-    return found if found is not None else run_analysis(config)
+    analysis = found if found is not None else run_analysis(config)
+    state.name_in_url(analysis.data_id)
+    return analysis
 
 
 def run_analysis(config: AnalysisConfig, *, fresh: bool = False) -> Analysis:
@@ -66,5 +68,7 @@ def start_analysis(config: AnalysisConfig) -> Analysis:
 
 
 def decided_table(analysis: Analysis) -> pd.DataFrame:
-    """The analysis' score table with the current decisions joined on (read from SQLite now)."""
-    return summaries.with_decisions(analysis.scores, resources.store_for(analysis).table(), analysis.dataset.classes)
+    """The analysis' score table with the current decisions joined on: as SQLite holds them now
+    (re-read whenever they changed, in this tab or another), shared by every session; never
+    modify it."""
+    return resources.views(analysis).decided(resources.store_for(analysis))

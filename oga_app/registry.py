@@ -7,6 +7,7 @@ session; :func:`oga_app.resources.registry` keeps one per server process.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ class _Job:
 
     def __init__(self, config: AnalysisConfig) -> None:
         self.config = config
+        self.started = time.monotonic()
         self.done = threading.Event()
         self.result: Analysis | None = None
         self.error: BaseException | None = None
@@ -75,9 +77,31 @@ class AnalysisRegistry:
                 self._ready.move_to_end(base)
         return None if found is None else self._rank(found, config)
 
+    def hold(self, analysis: Analysis) -> Analysis:
+        """Keep a ready ``analysis`` in memory as if it had been computed here, so sessions find
+        it by its config (a synthetic analysis for benchmarks and tests, an analysis computed
+        elsewhere); it counts against ``capacity`` like any other. Records nothing."""
+        base = analysis.config.unranked()
+        with self._lock:
+            self._ready[base] = analysis
+            self._ready.move_to_end(base)
+            for key in [k for k in self._ranked if k.unranked() == base]:
+                del self._ranked[key]  # rankings of what was held before under this config
+            while len(self._ready) > self.capacity:
+                self._ready.popitem(last=False)
+                self._ranked.clear()
+        return analysis
+
     def running(self, config: AnalysisConfig) -> bool:
         with self._lock:
             return config.unranked() in self._jobs
+
+    def running_configs(self) -> list[AnalysisConfig]:
+        """The settings of every analysis running now, the most recently started first (ranked
+        as whoever started it asked): what a new session opens while training goes on."""
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda job: -job.started)
+        return [job.config for job in jobs]
 
     def get(self, config: AnalysisConfig, progress: Progress | None = None, *, fresh: bool = False) -> Analysis:
         """The analysis for ``config``, computed (or loaded from the disk cache) if needed.

@@ -1,5 +1,5 @@
 """What the server process holds for every session: torch's thread count, the analysis
-registry, open decision stores and the caches of maps and thumbnails.
+registry, open decision stores, the views kept per analysis, the maps and the thumbnails.
 
 Everything here lives in ``st.cache_resource`` / ``st.cache_data`` or in the process, never in a
 session: a reload or a second tab finds it ready.
@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from oga_app.maps import MapJobs
 from oga_app.registry import AnalysisRegistry
+from oga_app.views import AnalysisViews
 from oga_core import summaries
 from oga_core.decisions import DecisionStore
 from oga_core.errors import OgaError
@@ -55,14 +57,33 @@ def store_for(analysis: Analysis) -> DecisionStore:
     return store_at(str(analysis.workspace.decisions_path))
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _coords(gradients_key: str, method: str, space: str, _analysis: Analysis) -> np.ndarray:
-    return _analysis.map_coords(method=method, space=space)
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _views(data_id: str, config: str, scores_id: int, _analysis: Analysis) -> AnalysisViews:
+    return AnalysisViews(_analysis)
 
 
-def map_coords(analysis: Analysis, method: str, space: str) -> np.ndarray:
-    """``(N, 2)`` map coordinates (the engine caches them on disk; this keeps them in memory)."""
-    return _coords(analysis.keys["gradients"], method, space, analysis)
+def views(analysis: Analysis) -> AnalysisViews:
+    """The kept views of ``analysis`` (id index, score order, decisions joined on), one per
+    analysed data and ranking in the process: every session and rerun finds them ready."""
+    # The score table's identity too: a data set analysed again gets views of its new table.
+    return _views(analysis.data_id, repr(analysis.config), id(analysis.scores), analysis)
+
+
+@st.cache_resource(show_spinner=False)
+def maps() -> MapJobs:
+    """The process-wide maps: computed once per analysis, method and space, in the background
+    for large data sets (oga_app/maps.py)."""
+    return MapJobs()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _density(key: tuple, _coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return summaries.density_grid(_coords)
+
+
+def density(analysis: Analysis, method: str, space: str, coords: np.ndarray) -> tuple:
+    """The map's 2-D histogram (``summaries.density_grid``), counted once per map."""
+    return _density((*MapJobs.key(analysis, method, space), len(coords)), coords)
 
 
 @st.cache_data(show_spinner=False, max_entries=20_000)

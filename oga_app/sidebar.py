@@ -7,9 +7,8 @@ import logging
 
 import streamlit as st
 
-from oga_app import loading, resources, state
+from oga_app import resources, state
 from oga_app.messages import escape_md
-from oga_core import summaries
 from oga_core.detectors import DETECTORS
 
 _LOG = logging.getLogger("oga.app")
@@ -61,19 +60,15 @@ def summary() -> None:
     if analysis is None:
         return
     try:
-        table = loading.decided_table(analysis)
+        reviewed, flagged, counts = resources.views(analysis).progress(resources.store_for(analysis))
     except Exception:  # a summary must never take the page down
         _LOG.exception("sidebar summary failed")
         return
-    reviewed, flagged = summaries.review_progress(table)
-    counts = table["decision"].value_counts()
     with st.sidebar:
         st.divider()
         st.caption(
-            f"**{escape_md(analysis.config.data)}** · {len(table):,} samples · {analysis.dataset.num_classes} classes"
+            f"**{escape_md(analysis.config.data)}** · {len(analysis.dataset):,} samples · "
+            f"{analysis.dataset.num_classes} classes"
         )
         st.progress(reviewed / flagged if flagged else 0.0, text=f"Reviewed {reviewed} of {flagged} flagged")
-        st.caption(
-            f"kept {int(counts.get('keep', 0))} · dropped {int(counts.get('drop', 0))} · "
-            f"relabelled {int(counts.get('relabel', 0))}"
-        )
+        st.caption(f"kept {counts['keep']:,} · dropped {counts['drop']:,} · relabelled {counts['relabel']:,}")

@@ -2,8 +2,10 @@
 
 ``st.session_state[CONFIG_KEY]`` holds the settings last analysed in this session (ranked as
 they were analysed); the sidebar's widgets (:data:`RANKING_KEYS`) re-rank them at once. The last
-analysed settings are also written to ``$OGA_HOME/app/last_config.json`` so a reload or a server
-restart reopens them. Decisions are never kept here: they live in SQLite.
+analysed settings are also written to ``$OGA_HOME/app/last_config.json``. A new session starts
+where the person left off (:mod:`oga_app.resume`: the URL's workspace, the analysis running in
+the server, the most recent work, else the demo), and every page showing an analysis names its
+workspace in the URL (:func:`name_in_url`). Decisions are never kept here: they live in SQLite.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from oga_app import callbacks, resources, resume
+from oga_app.messages import escape_md
 from oga_core import options
 from oga_core.config import AnalysisConfig
 from oga_core.errors import OgaError
@@ -50,12 +54,32 @@ def save_last_config(config: AnalysisConfig) -> None:
 
 
 def stored_config() -> AnalysisConfig:
-    """The session's analysed settings (ranking as analysed): session, else last saved, else the demo."""
+    """The session's analysed settings (ranking as analysed); a new session's are chosen by
+    :func:`oga_app.resume.choose` (a bad link in the URL is one line of warning)."""
     config = st.session_state.get(CONFIG_KEY)
     if config is None:
-        config = load_last_config() or DEFAULT_CONFIG
+        try:
+            saved_at = last_config_path().stat().st_mtime
+        except OSError:
+            saved_at = None
+        config, warning = resume.choose(
+            linked=st.query_params.get(resume.QUERY),
+            running=resources.registry().running_configs(),
+            saved=load_last_config(),
+            saved_at=saved_at,
+            default=DEFAULT_CONFIG,
+        )
+        if warning:
+            callbacks.flash("warning", escape_md(warning))
         st.session_state[CONFIG_KEY] = config
     return config
+
+
+def name_in_url(data_id: str) -> None:
+    """Write the workspace shown into the URL (``?workspace=<data id>``): a bookmark or a shared
+    link of this page opens the same data (``oga_app.resume``)."""
+    if st.query_params.get(resume.QUERY) != data_id:
+        st.query_params[resume.QUERY] = data_id
 
 
 def session_config() -> AnalysisConfig:

@@ -292,10 +292,28 @@ class DecisionStore:
                 con,
             )
 
-    def events(self) -> pd.DataFrame:
-        """The whole append-only log, oldest first."""
+    def events(self, *, last: int | None = None) -> pd.DataFrame:
+        """The append-only log, oldest first: all of it, or only its ``last`` events."""
         with self._connect() as con:
-            return pd.read_sql_query("SELECT * FROM events ORDER BY id", con)
+            if last is None:
+                return pd.read_sql_query("SELECT * FROM events ORDER BY id", con)
+            # The newest by the primary key, then oldest first: no scan of a log of a million events.
+            return pd.read_sql_query(
+                "SELECT * FROM (SELECT * FROM events ORDER BY id DESC LIMIT ?) ORDER BY id", con, params=(int(last),)
+            )
+
+    def version(self) -> tuple[int, int]:
+        """A value that changes whenever the decisions may have: the newest event's id (events are
+        append-only and every change, an undo included, is one; ids are never reused) and the
+        file's inode (a recovered store is a new file). Cheap (one indexed lookup), so views of
+        the decisions can be cached by it and re-read only after a change."""
+        with self._connect() as con:
+            newest = con.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        try:
+            inode = self.path.stat().st_ino
+        except OSError:
+            inode = 0
+        return int(inode), int(newest)
 
     def get(self, sample_id: str) -> dict | None:
         with self._connect() as con:

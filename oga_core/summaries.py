@@ -26,29 +26,47 @@ THUMBNAIL_SIDE = 128
 
 
 # -- decisions joined onto scores ------------------------------------------------------------
-def with_decisions(scores: pd.DataFrame, decisions: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+def with_decisions(
+    scores: pd.DataFrame, decisions: pd.DataFrame, classes: Sequence[str], *, positions: pd.Index | None = None
+) -> pd.DataFrame:
     """The score table plus ``decision`` (keep / drop / relabel / undecided), ``new_label``
     (class index after cleaning: the given label unless relabelled) and ``new_label_name``.
 
-    Decisions about ids not in ``scores`` are ignored (they stay in the store).
+    Decisions about ids not in ``scores`` are ignored (they stay in the store). ``positions``:
+    :func:`id_positions` of ``scores``, when the caller keeps it (its hash table is built once;
+    then joining the decisions costs in the number of decisions, not of samples). The row
+    order and index are those of ``scores``; ``scores`` is not modified.
     """
-    out = scores.copy()
-    out["decision"] = UNDECIDED
-    out["new_label"] = out["label"].to_numpy()
+    out = scores.copy(deep=False)  # copy-on-write: the columns added below never reach ``scores``
+    decision = np.full(len(out), UNDECIDED, dtype=object)
+    new_label = out["label"].to_numpy(dtype=np.int64, copy=True)
     if len(decisions):
-        by_id = decisions.drop_duplicates("sample_id", keep="last").set_index("sample_id")
-        action = by_id["action"].reindex(out["sample_id"])
-        label = by_id["label"].reindex(out["sample_id"])
-        known = action.notna().to_numpy()
-        out.loc[known, "decision"] = action.to_numpy()[known]
-        relabel = (action == "relabel").to_numpy()
-        new = out["new_label"].to_numpy().copy()
-        new[relabel] = label.to_numpy()[relabel].astype(np.int64)
-        out["new_label"] = new
+        by_id = decisions.drop_duplicates("sample_id", keep="last")
+        index = positions if positions is not None else id_positions(scores)
+        rows = index.get_indexer(by_id["sample_id"].astype(object))
+        known = rows >= 0
+        rows = rows[known]
+        action = by_id["action"].to_numpy(dtype=object)[known]
+        decision[rows] = action
+        relabel = action == "relabel"
+        new_label[rows[relabel]] = by_id["label"].to_numpy()[known][relabel].astype(np.int64)
+    out["decision"] = decision
+    out["new_label"] = new_label
     names = np.asarray(list(classes), dtype=object)
-    valid = (out["new_label"] >= 0) & (out["new_label"] < len(names))
-    out["new_label_name"] = np.where(valid, names[np.clip(out["new_label"], 0, len(names) - 1)], "?")
+    valid = (new_label >= 0) & (new_label < len(names))
+    out["new_label_name"] = np.where(valid, names[np.clip(new_label, 0, len(names) - 1)], "?")
     return out
+
+
+def id_positions(table: pd.DataFrame) -> pd.Index:
+    """The table's sample ids as an index: ``get_indexer(ids)`` gives their rows (-1 if absent)."""
+    return pd.Index(table["sample_id"].to_numpy(dtype=object), dtype=object)
+
+
+def score_order(table: pd.DataFrame) -> np.ndarray:
+    """Row positions of ``table`` by ``score``, highest first, ties in table order: the order of
+    every queue, computed once per ranking by whoever keeps it (:func:`review_order`)."""
+    return np.argsort(-table["score"].to_numpy(dtype=np.float64), kind="stable")
 
 
 def review_progress(table: pd.DataFrame) -> tuple[int, int]:
@@ -61,7 +79,7 @@ def review_progress(table: pd.DataFrame) -> tuple[int, int]:
     return int((flagged & decided).sum()), int(flagged.sum())
 
 
-def review_queue(
+def review_order(
     table: pd.DataFrame,
     *,
     include_unflagged: bool = False,
@@ -69,21 +87,25 @@ def review_queue(
     predicted: Sequence[int] | None = None,
     state: str = "all",
     issue: str | None = None,
-) -> pd.DataFrame:
-    """The samples to review, most suspicious (highest ``score``) first.
+    order: np.ndarray | None = None,
+) -> np.ndarray:
+    """Row positions of the samples to review, most suspicious (highest ``score``) first.
 
     ``table``: a :func:`with_decisions` frame. ``given`` / ``predicted``: keep only these class
     indices (None or empty = all). ``state``: one of ``REVIEW_STATES``. ``issue``: keep only
-    samples of this issue type (``oga_core.issues.ISSUES``; None = all).
+    samples of this issue type (``oga_core.issues.ISSUES``; None = all). ``order``:
+    :func:`score_order` of ``table`` if the caller keeps it; without it the table is sorted here.
+    Positions, not a frame: a page takes only the rows it shows (``table.iloc[...]``), so a queue
+    of a million samples costs a few masks, never a copy of the table.
     """
     if state not in REVIEW_STATES:
         raise ValueError(f"unknown review state '{state}': use one of {', '.join(REVIEW_STATES)}")
     # A copy: pandas' copy-on-write hands out read-only views, and the filters below are in-place.
     keep = np.ones(len(table), dtype=bool) if include_unflagged else table["flagged"].to_numpy(dtype=bool, copy=True)
     if given:
-        keep &= table["label"].isin(list(given)).to_numpy()
+        keep &= np.isin(table["label"].to_numpy(), list(given))
     if predicted:
-        keep &= table["pred"].isin(list(predicted)).to_numpy()
+        keep &= np.isin(table["pred"].to_numpy(), list(predicted))
     decision = table["decision"].to_numpy()
     if state == UNDECIDED:
         keep &= decision == UNDECIDED
@@ -93,7 +115,52 @@ def review_queue(
         keep &= decision == state
     if issue is not None:
         keep &= issue_mask(table, issue)
-    return table[keep].sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    if order is None:
+        order = score_order(table)
+    return order[keep[order]]
+
+
+def review_queue(
+    table: pd.DataFrame,
+    *,
+    include_unflagged: bool = False,
+    given: Sequence[int] | None = None,
+    predicted: Sequence[int] | None = None,
+    state: str = "all",
+    issue: str | None = None,
+) -> pd.DataFrame:
+    """The rows of :func:`review_order` as a frame (index reset), for callers that want them all."""
+    rows = review_order(
+        table, include_unflagged=include_unflagged, given=given, predicted=predicted, state=state, issue=issue
+    )
+    return table.iloc[rows].reset_index(drop=True)
+
+
+BULK_ACTIONS = ("keep", "drop", "relabel", "clear")
+
+
+def bulk_items(table: pd.DataFrame, action: str) -> list[tuple[str, str, int, int | None]]:
+    """What a bulk action does to the rows of ``table`` (a :func:`with_decisions` slice), as
+    ``(sample id, action, original label, new label)``: ``keep`` the undecided ones, ``drop``
+    all, ``relabel`` to the prediction those it disagrees with, ``clear`` the decided ones."""
+    if action not in BULK_ACTIONS:
+        raise ValueError(f"unknown bulk action '{action}': use one of {', '.join(BULK_ACTIONS)}")
+    ids = table["sample_id"].to_numpy(dtype=object)
+    label = table["label"].to_numpy(dtype=np.int64)
+    pred = table["pred"].to_numpy(dtype=np.int64)
+    decided = table["decision"].to_numpy() != UNDECIDED
+    chosen = {"keep": ~decided, "drop": np.ones(len(ids), bool), "relabel": pred != label, "clear": decided}[action]
+    new = pred if action == "relabel" else [None] * len(ids)
+    return [
+        (str(ids[i]), action, int(label[i]), None if new[i] is None else int(new[i])) for i in np.flatnonzero(chosen)
+    ]
+
+
+def bulk_counts(table: pd.DataFrame) -> dict[str, int]:
+    """How many rows each of :data:`BULK_ACTIONS` would touch (counted, not listed)."""
+    decided = int((table["decision"].to_numpy() != UNDECIDED).sum())
+    disagree = int((table["pred"].to_numpy() != table["label"].to_numpy()).sum())
+    return {"keep": len(table) - decided, "drop": len(table), "relabel": disagree, "clear": decided}
 
 
 def page_bounds(n_items: int, page: int, page_size: int) -> tuple[int, int, int]:
@@ -110,12 +177,15 @@ def relabel_choices(num_classes: int, given: int, predicted: int) -> list[int]:
     return ([predicted] if predicted != given else []) + rest
 
 
-def rows_for_ids(table: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
+def rows_for_ids(table: pd.DataFrame, ids: Sequence[str], *, positions: pd.Index | None = None) -> pd.DataFrame:
     """Rows of ``table`` whose ``sample_id`` is in ``ids`` (unknown ids are skipped), highest score
-    first."""
-    wanted = set(map(str, ids))
-    rows = table[table["sample_id"].isin(wanted)]
-    return rows.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    first, with the table's index kept. ``positions``: :func:`id_positions` of ``table`` if the
+    caller keeps it (then the cost is in the number of ids, not of rows)."""
+    index = positions if positions is not None else id_positions(table)
+    rows = np.unique(index.get_indexer(pd.Index(list(map(str, ids)), dtype=object)))
+    rows = rows[rows >= 0]
+    score = table["score"].to_numpy(dtype=np.float64)[rows]
+    return table.iloc[rows[np.argsort(-score, kind="stable")]]
 
 
 # -- summaries of flagged samples ------------------------------------------------------------
@@ -206,6 +276,62 @@ def map_frame(table: pd.DataFrame, coords: np.ndarray) -> pd.DataFrame:
     out.insert(0, "y", coords[:, 1])
     out.insert(0, "x", coords[:, 0])
     return out.reset_index(drop=True)
+
+
+def rows_in_region(
+    coords: np.ndarray, *, box: Sequence[float] | None = None, lasso: np.ndarray | None = None
+) -> np.ndarray:
+    """Row positions of the map's points inside a selected region: ``box`` ``(x0, x1, y0, y1)``
+    (either order) or ``lasso``, a polygon ``(M, 2)`` (even-odd rule). Vectorised over the
+    points, so a region of a million-point map is found in well under a second."""
+    coords = np.asarray(coords, dtype=np.float64)
+    x, y = coords[:, 0], coords[:, 1]
+    if box is not None:
+        x0, x1, y0, y1 = (float(v) for v in box)
+        inside = (x >= min(x0, x1)) & (x <= max(x0, x1)) & (y >= min(y0, y1)) & (y <= max(y0, y1))
+        return np.flatnonzero(inside)
+    if lasso is None:
+        raise ValueError("give a box or a lasso")
+    poly = np.asarray(lasso, dtype=np.float64).reshape(-1, 2)
+    if len(poly) < 3:
+        return np.zeros(0, dtype=np.int64)
+    # Only points inside the polygon's bounding box are tested edge by edge.
+    near = np.flatnonzero(
+        (x >= poly[:, 0].min()) & (x <= poly[:, 0].max()) & (y >= poly[:, 1].min()) & (y <= poly[:, 1].max())
+    )
+    px, py = x[near], y[near]
+    inside = np.zeros(len(near), dtype=bool)
+    for (ax, ay), (bx, by) in zip(poly, np.roll(poly, -1, axis=0)):
+        crosses = (ay > py) != (by > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = ax + (py - ay) * (bx - ax) / (by - ay)
+        inside ^= crosses & (px < at)
+    return near[inside]
+
+
+def top_rows(table: pd.DataFrame, rows: np.ndarray, limit: int) -> np.ndarray:
+    """The ``limit`` rows of ``rows`` with the highest ``score``, highest first (``argpartition``:
+    no sort of the whole set)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    score = table["score"].to_numpy(dtype=np.float64)[rows]
+    if len(rows) > limit:
+        keep = np.argpartition(-score, limit - 1)[:limit]
+        rows, score = rows[keep], score[keep]
+    return rows[np.argsort(-score, kind="stable")]
+
+
+def score_bins(scores: pd.DataFrame, *, bins: int = 60) -> pd.DataFrame:
+    """The score histogram counted here, not in the browser: one row per bin with ``left``,
+    ``right``, ``not_flagged`` and ``flagged`` counts (a million scores become ``bins`` rows)."""
+    values = scores["score"].to_numpy(dtype=np.float64)
+    flagged = scores["flagged"].to_numpy(dtype=bool)
+    finite = np.isfinite(values)
+    lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    counts = [np.histogram(values[finite & part], bins=edges)[0] for part in (~flagged, flagged)]
+    return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "not_flagged": counts[0], "flagged": counts[1]})
 
 
 def density_grid(coords: np.ndarray, *, bins: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ analysis itself records nothing; whoever runs it (the CLI, the app) calls :meth:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import pandas as pd
 from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages, index_of
 from oga_core.decisions import Decision, DecisionStore, Recovery, recover
+from oga_core.errors import OgaError
 from oga_core.files import atomic_path
 from oga_core.progress import LOG
 from oga_core.store import oga_home, read_json, write_json
@@ -164,25 +166,45 @@ class Workspace:
         """Data sets analysed under ``home``, most recent first; workspaces without a readable
         ``latest_run.json`` are skipped."""
         home = Path(home) if home is not None else oga_home()
-        found = []
-        for run_file in (home / "workspaces").glob("*/latest_run.json"):
-            try:
-                run = json.loads(run_file.read_text(encoding="utf-8"))
-                config = dict(run["config"])
-                when = run_file.stat().st_mtime
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            workspace = Workspace(run_file.parent.name, home=home)
-            counts = workspace.decisions().counts() if workspace.decisions_path.is_file() else {}
-            found.append(
-                RecentWork(
-                    data_id=workspace.data_id,
-                    data=str(config.get("data", "?")),
-                    config=config,
-                    num_samples=int(run.get("num_samples", 0)),
-                    analysed_at=when,
-                    decisions=counts,
-                )
-            )
+        found = [w for w in map(_recent_work, (home / "workspaces").glob("*/latest_run.json")) if w is not None]
         found.sort(key=lambda w: -w.analysed_at)
         return found[:limit]
+
+    @staticmethod
+    def lookup(data_id: str, home: Path | None = None) -> RecentWork:
+        """The workspace named ``data_id`` under ``home`` (as a link or bookmark names it), or
+        OgaError, one line, when the name is not one oga gives (only letters, digits, ``_`` and
+        ``-``: never a path, so nothing outside the workspace store is ever read) or no analysed
+        workspace has it."""
+        text = str(data_id)
+        if not _DATA_ID.fullmatch(text):
+            shown = text if len(text) <= 40 else text[:40] + "…"
+            raise OgaError(f"{shown!r} is not a workspace name (oga names them with letters, digits, _ and -)")
+        home = Path(home) if home is not None else oga_home()
+        work = _recent_work(home / "workspaces" / text / "latest_run.json")
+        if work is None:
+            raise OgaError(f"there is no analysed workspace {text!r} here")
+        return work
+
+
+_DATA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def _recent_work(run_file: Path) -> RecentWork | None:
+    """The workspace whose ``latest_run.json`` is ``run_file``, None if that is unreadable."""
+    try:
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+        config = dict(run["config"])
+        when = run_file.stat().st_mtime
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    workspace = Workspace(run_file.parent.name, home=run_file.parent.parent.parent)
+    counts = workspace.decisions().counts() if workspace.decisions_path.is_file() else {}
+    return RecentWork(
+        data_id=workspace.data_id,
+        data=str(config.get("data", "?")),
+        config=config,
+        num_samples=int(run.get("num_samples", 0)),
+        analysed_at=when,
+        decisions=counts,
+    )

@@ -12,7 +12,7 @@ from oga_app import entry, figures, loading, resources, state
 from oga_app.messages import SETUP_PAGE
 from oga_core import summaries
 from oga_core.detectors import detector_column
-from oga_core.evaluate import decision_quality, detection_metrics
+from oga_core.evaluate import decision_quality
 from oga_core.pipeline import Analysis
 
 
@@ -44,9 +44,9 @@ def render(analysis: Analysis) -> None:
 
 def detectors(analysis: Analysis, k_budget: int, n_bad: int) -> None:
     """Every score column against the injected truth: a table and the precision curves."""
-    truth = analysis.noise.noisy
     st.subheader("Detectors against the truth")
-    metrics = detection_metrics(analysis.scores, truth, budget=analysis.config.budget)
+    metrics, curve = resources.views(analysis).detection()
+    metrics = metrics.copy()  # the kept one is shared by every session
     active = detector_column(analysis.config.detector)
     metrics.insert(0, "in use", metrics["score"].eq(active).map({True: "◀ ranking", False: ""}))
     number_cols = [c for c in metrics.columns if c not in ("score", "in use")]
@@ -61,7 +61,6 @@ def detectors(analysis: Analysis, k_budget: int, n_bad: int) -> None:
         "AUROC: chance that a flipped sample scores above a clean one. AP: average precision over the whole "
         "ranking. Computed on the raw scores (per-class ranking not applied)."
     )
-    curve = summaries.precision_curve(analysis.scores, truth)
     st.plotly_chart(
         figures.precision_figure(curve, marks={"budget": k_budget, "flipped": n_bad}, active=active),
         key="precision_curve",

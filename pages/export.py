@@ -1,7 +1,9 @@
 """Export: the cleaned data set as a manifest CSV (download or file) and as an image-folder copy
 (written on the server, or packed as a .zip to download).
 
-The manifest is built from the decisions in SQLite at the moment of the click; cells a
+The manifest is built from the decisions in SQLite at the moment of the click, never on a page
+run: a million-sample manifest takes seconds to make, so a run shows a preview of the rows it
+draws and the download button makes its bytes when clicked (``oga_app.downloads``). Cells a
 spreadsheet would run as formulas are neutralised by ``oga_core.export``.
 """
 
@@ -10,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from oga_app import entry, resources
+from oga_app import downloads, entry, resources
 from oga_app.messages import guard
 from oga_core.decisions import DecisionStore
 from oga_core.export import (
+    MANIFEST_COLUMNS,
     check_manifest_path,
     cleaned_manifest,
     default_export_dir,
@@ -33,16 +37,31 @@ from oga_core.uploads import export_image_zip
 SESSION = "session"
 DROPPED = {"exclude": "Leave dropped samples out", "mark": "Keep them, marked action=drop"}
 PREVIEW_ROWS = 2000
-ZIP_KEY = "export_zip"  # (path, dropped setting, number of decision events) of the last .zip built
+ZIP_KEY = "export_zip"  # (path, dropped setting, decisions' version) of the last .zip built
+LOG_ROWS = 500  # the decision log's rows shown in the page (the download has all of them)
+
+
+def manifest(analysis: Analysis, store: DecisionStore, dropped: str) -> pd.DataFrame:
+    """The whole cleaned manifest as SQLite holds the decisions now (for a click, not a page run)."""
+    return cleaned_manifest(analysis.dataset, store.table(), scores=analysis.scores, dropped=dropped)
+
+
+def manifest_rows(analysis: Analysis, decisions: pd.DataFrame, rows: np.ndarray, dropped: str) -> pd.DataFrame:
+    """The manifest of the samples at ``rows`` (data set order) alone: what a preview draws."""
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    if not len(rows):
+        return pd.DataFrame(columns=list(MANIFEST_COLUMNS))
+    subset = analysis.dataset.subset(rows)
+    return cleaned_manifest(subset, decisions, scores=analysis.scores.iloc[rows], dropped=dropped)
 
 
 def render(analysis: Analysis) -> None:
     store = resources.store_for(analysis)
-    counts = store.counts()
+    _, _, counts = resources.views(analysis).progress(store)  # decisions about samples in this data
     c = st.columns(4)
-    c[0].metric("Kept", counts["keep"])
-    c[1].metric("Dropped", counts["drop"])
-    c[2].metric("Relabelled", counts["relabel"])
+    c[0].metric("Kept", f"{counts['keep']:,}")
+    c[1].metric("Dropped", f"{counts['drop']:,}")
+    c[2].metric("Relabelled", f"{counts['relabel']:,}")
     c[3].metric("Undecided", f"{len(analysis.dataset) - sum(counts.values()):,}", help="Exported as they are.")
     dropped = st.radio(
         "Dropped samples",
@@ -52,15 +71,16 @@ def render(analysis: Analysis) -> None:
         horizontal=True,
         persist_state=SESSION,
     )
-    manifest = cleaned_manifest(analysis.dataset, store.table(), scores=analysis.scores, dropped=dropped)
-    manifest_section(analysis, manifest)
-    folder_section(analysis, manifest, store, dropped)
+    manifest_section(analysis, store, dropped, counts["drop"])
+    folder_section(analysis, store, dropped)
     with st.expander("Decision log (append-only, for audits)"):
-        events = store.events()
-        st.dataframe(safe_csv_frame(events.tail(500)), width="stretch", hide_index=True)
+        st.dataframe(safe_csv_frame(store.events(last=LOG_ROWS)), width="stretch", hide_index=True)
+        st.caption(f"The latest {LOG_ROWS} events; the download holds all of them.")
         st.download_button(
             "Download the decision log",
-            manifest_csv_bytes(events),
+            lambda: downloads.cached(
+                ("log", str(store.path), store.version()), lambda: manifest_csv_bytes(store.events())
+            ),
             file_name=f"{export_slug(analysis.config.data, analysis.data_id)}-decision-log.csv",
             mime="text/csv",
             key="download-log",
@@ -68,24 +88,35 @@ def render(analysis: Analysis) -> None:
         )
 
 
-def manifest_section(analysis: Analysis, manifest: pd.DataFrame) -> None:
+def manifest_section(analysis: Analysis, store: DecisionStore, dropped: str, n_dropped: int) -> None:
     """The cleaned manifest: a preview, a download, and a write to a file on the server."""
     st.subheader("Cleaned manifest")
     st.caption("Columns: sample_id, path, original_label, label, action, score. Undecided samples keep their label.")
     only_decided = st.toggle(
         "Preview decided samples only", value=True, key="export_only_decided", persist_state=SESSION
     )
-    preview = manifest[manifest["action"] != "undecided"] if only_decided else manifest
+    decisions = store.table()
+    if only_decided:
+        decided = resources.views(analysis).positions().get_indexer(decisions["sample_id"].astype(object))
+        preview = manifest_rows(analysis, decisions, decided[decided >= 0], dropped)
+    else:  # the manifest's first rows: as many samples again as were dropped cover those left out
+        head = np.arange(min(len(analysis.dataset), PREVIEW_ROWS + 1 + (n_dropped if dropped == "exclude" else 0)))
+        preview = manifest_rows(analysis, decisions, head, dropped)
     st.dataframe(safe_csv_frame(preview.head(PREVIEW_ROWS)), width="stretch", hide_index=True, height=260)
+    total = len(analysis.dataset) - (n_dropped if dropped == "exclude" else 0)
     st.caption(
-        f"{len(manifest):,} rows in the manifest"
+        f"{total:,} rows in the manifest"
         + (f" (preview shows the first {PREVIEW_ROWS:,})" if len(preview) > PREVIEW_ROWS else "")
     )
+    slug = export_slug(analysis.config.data, analysis.data_id)
     row = st.columns([2, 3, 1, 1], vertical_alignment="bottom")
     row[0].download_button(
         "Download cleaned CSV",
-        manifest_csv_bytes(manifest),
-        file_name=f"{export_slug(analysis.config.data, analysis.data_id)}-cleaned.csv",
+        lambda: downloads.cached(
+            ("manifest", analysis.data_id, id(analysis.scores), dropped, store.version()),
+            lambda: manifest_csv_bytes(manifest(analysis, store, dropped)),
+        ),
+        file_name=f"{slug}-cleaned.csv",
         mime="text/csv",
         key="download-csv",
         type="primary",
@@ -106,8 +137,9 @@ def manifest_section(analysis: Analysis, manifest: pd.DataFrame) -> None:
     if row[3].button("Write CSV", key="write-csv", icon=":material/save:"):
         with guard():
             target = check_manifest_path(Path(csv_path), analysis.dataset, overwrite=replace_csv)
-            written = write_manifest(manifest, target)
-            st.success(f"Wrote {len(manifest):,} rows to {written}", icon=":material/check_circle:")
+            table = manifest(analysis, store, dropped)
+            written = write_manifest(table, target)
+            st.success(f"Wrote {len(table):,} rows to {written}", icon=":material/check_circle:")
 
 
 def _progress_bar(verb: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -121,7 +153,7 @@ def _progress_bar(verb: str) -> tuple[Callable[[int, int], None], Callable[[], N
     return update, bar.empty
 
 
-def folder_section(analysis: Analysis, manifest: pd.DataFrame, store: DecisionStore, dropped: str) -> None:
+def folder_section(analysis: Analysis, store: DecisionStore, dropped: str) -> None:
     """The image-folder copy: written to a folder on the server, or built as a .zip to download."""
     slug = export_slug(analysis.config.data, analysis.data_id)
     st.subheader("Image-folder copy")
@@ -146,7 +178,7 @@ def folder_section(analysis: Analysis, manifest: pd.DataFrame, store: DecisionSt
         with guard():
             update, done = _progress_bar("Copying")
             per_class = export_image_folder(
-                analysis.dataset, manifest, Path(dest), overwrite=overwrite, progress=update
+                analysis.dataset, manifest(analysis, store, dropped), Path(dest), overwrite=overwrite, progress=update
             )
             done()
             st.success(
@@ -155,21 +187,21 @@ def folder_section(analysis: Analysis, manifest: pd.DataFrame, store: DecisionSt
             )
 
     row = st.columns([2, 3], vertical_alignment="center")
-    events = len(store.events())
+    version = store.version()
     if row[0].button("Build the image folder as a .zip", key="zip-folder", icon=":material/folder_zip:"):
         with guard():
             update, done = _progress_bar("Packing")
             zip_path, _ = export_image_zip(
                 analysis.dataset,
-                manifest,
+                manifest(analysis, store, dropped),
                 oga_home() / "exports" / slug / f"{slug}-cleaned.zip",
                 name=f"{slug}-cleaned",
                 progress=update,
             )
             done()
-            st.session_state[ZIP_KEY] = (str(zip_path), dropped, events)
-    built, built_dropped, built_events = st.session_state.get(ZIP_KEY) or (None, None, None)
-    if built and (built_dropped, built_events) != (dropped, events):
+            st.session_state[ZIP_KEY] = (str(zip_path), dropped, version)
+    built, built_dropped, built_version = st.session_state.get(ZIP_KEY) or (None, None, None)
+    if built and (built_dropped, built_version) != (dropped, version):
         row[1].caption("Decisions changed since the .zip was built: build it again.")
     elif built and Path(built).is_file() and Path(built).name.startswith(slug):
         with open(built, "rb") as archive:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from oga_app import actions, cards, entry, loading
+from oga_app import actions, cards, entry, loading, resources
 from oga_core import summaries
 from oga_core.detectors import DETECTORS
 from oga_core.pipeline import Analysis
@@ -91,7 +91,14 @@ def render(analysis: Analysis) -> None:
         "norm per layer is drawn beside it.",
     )
 
-    queue = summaries.review_queue(table, include_unflagged=include_all, given=given, predicted=predicted, state=state)
+    queue = summaries.review_order(
+        table,
+        include_unflagged=include_all,
+        given=given,
+        predicted=predicted,
+        state=state,
+        order=resources.views(analysis).order(),
+    )
     n_pages = summaries.page_bounds(len(queue), 1, page_size)[2]
     if st.session_state.get(PAGE_KEY, 1) > n_pages:
         st.session_state[PAGE_KEY] = n_pages  # the last page emptied by a decision under a filter
@@ -101,10 +108,10 @@ def render(analysis: Analysis) -> None:
             icon=":material/filter_alt_off:",
         )
     elif focus:
-        cards.focus_view(analysis, queue)
+        cards.focus_view(analysis, table, queue)
     else:
         start, stop, n_pages = summaries.page_bounds(len(queue), st.session_state.get(PAGE_KEY, 1), page_size)
-        rows = queue.iloc[start:stop]
+        rows = table.iloc[queue[start:stop]]  # only the rows on screen are taken from the table
         bar = st.columns([3, 2], vertical_alignment="center")
         bar[0].caption(
             f"Showing {start + 1}–{stop} of {len(queue):,}, sorted by {DETECTORS[analysis.config.detector].label}, "

@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from oga_app import cards, entry, form, loading, runinfo, state
+from oga_app import cards, entry, form, loading, resources, runinfo, state
 from oga_app.messages import escape_md, guard
 from oga_core import summaries
 from oga_core.config import AnalysisConfig
@@ -106,7 +106,8 @@ def results(analysis: Analysis) -> None:
             st.page_link("pages/evaluate.py", label="Evaluate the detectors", icon=":material/analytics:")
     st.markdown(f"##### Most suspicious samples · {DETECTORS[config.detector].label}")
     st.caption("Rank · given label → predicted label. Decide on them in Review, or select clusters in Explore.")
-    cards.preview_grid(analysis, summaries.review_queue(table).head(PREVIEW), columns=6)
+    queue = summaries.review_order(table, order=resources.views(analysis).order())
+    cards.preview_grid(analysis, table.iloc[queue[:PREVIEW]], columns=6)
     with st.expander("Run details"):
         st.json(
             {

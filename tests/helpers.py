@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -51,6 +52,33 @@ def page_error(at: AppTest, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in errors[0], (fragment, errors[0])
     return errors[0]
+
+
+def select_on_chart(
+    at: AppTest, key: str, points: list[dict] = (), *, box: tuple | None = None, lasso: list | None = None
+) -> AppTest:
+    """Send a selection on the Plotly chart ``key`` as the browser does (the chart's widget state
+    as Streamlit's frontend writes it: points, their indices, the box and lasso in data
+    coordinates) and run. AppTest has no accessor for a chart's selection, hence its internals."""
+    (chart,) = [c for c in at.get("plotly_chart") if c.key == key]
+    states = at._tree.get_widget_states()
+    state = states.widgets.add()
+    state.id = chart.proto.id
+    boxes = [] if box is None else [{"xref": "x", "yref": "y", "x": [box[0], box[1]], "y": [box[2], box[3]]}]
+    lassos = (
+        [] if lasso is None else [{"xref": "x", "yref": "y", "x": [p[0] for p in lasso], "y": [p[1] for p in lasso]}]
+    )
+    state.string_value = json.dumps(
+        {
+            "selection": {
+                "points": list(points),
+                "point_indices": [p.get("point_index", 0) for p in points],
+                "box": boxes,
+                "lasso": lassos,
+            }
+        }
+    )
+    return at._run(states)
 
 
 def array(value) -> list:

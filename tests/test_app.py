@@ -20,18 +20,17 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
 from oga_app import resources
 from oga_app.messages import escape_md
-from oga_app.state import DEFAULT_CONFIG
+from oga_app.state import DEFAULT_CONFIG, save_last_config
 from oga_core.detectors import SCORE_COLUMNS
 from oga_core.pipeline import analyze
 from oga_core.store import oga_home
 from oga_core.workspace import Workspace
 
-from helpers import APP, TIMEOUT, array, assert_clean, open_app, open_page
+from helpers import APP, TIMEOUT, array, assert_clean, open_app, open_page, select_on_chart
 
 
 def card_ids(at: AppTest) -> list[str]:
@@ -254,24 +253,12 @@ def _flagged_ids(analysis) -> list[str]:
 
 
 # -- Explore ---------------------------------------------------------------------------------
-def _select(at: AppTest, points: list[dict]) -> AppTest:
-    """Send a box/lasso selection on the map, as the browser does: the chart's widget state."""
-    (chart,) = [c for c in at.get("plotly_chart") if c.key == "map"]
-    states: WidgetStates = at._tree.get_widget_states()
-    state = states.widgets.add()
-    state.id = chart.proto.id
-    state.string_value = json.dumps(
-        {"selection": {"points": points, "point_indices": [p["point_index"] for p in points], "box": [], "lasso": []}}
-    )
-    return at._run(states)
-
-
 def test_explore_selection_opens_exactly_the_selected_ids(home, demo):
     at = open_page("explore", map_method="pca", map_color="given label")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     traces = [t for t in spec["data"] if t.get("customdata")]
     assert len(traces) == 10 and all(t["type"] == "scattergl" for t in traces)
-    assert spec["layout"]["dragmode"] == "select"
+    assert spec["layout"]["dragmode"] == "pan"  # a click selects a point; box and lasso are in the toolbar
     # Two points from different traces; their per-trace indices would name other samples.
     chosen = [(1, 3), (7, 0), (4, 5)]
     points = [
@@ -285,7 +272,7 @@ def test_explore_selection_opens_exactly_the_selected_ids(home, demo):
         }
         for c, i in chosen
     ]
-    at = _select(at, points)
+    at = select_on_chart(at, "map", points)
     assert_clean(at)
     event = at.session_state["map"]
     ids = [p["customdata"] for p in event["selection"]["points"]]
@@ -313,7 +300,9 @@ def test_explore_draws_histogram_and_confusion_of_flagged(home, demo):
     charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     hist = charts["histogram"]
     assert [t["name"] for t in hist["data"]] == ["not flagged", "flagged"]
-    assert len(array(hist["data"][1]["x"])) == 90
+    # Counted on the server: bars, not the scores, go to the browser.
+    assert all(t["type"] == "bar" and len(array(t["y"])) == 60 for t in hist["data"])
+    assert sum(array(hist["data"][1]["y"])) == 90 and sum(array(hist["data"][0]["y"])) == 1797 - 90
     cut = float(demo.scores.loc[demo.scores["flagged"], "score"].min())
     assert any(abs(s.get("x0", -1) - cut) < 1e-9 for s in hist["layout"]["shapes"])
     (table,) = at.dataframe
@@ -515,6 +504,8 @@ def test_reopen_recent_work_reattaches_its_decisions(home, demo, tmp_path):
     other.workspace.record(other)  # as the CLI and the app do after an analysis
     first = other.scores.sort_values("score", ascending=False)["sample_id"].iloc[0]
     Workspace(other.data_id).decisions().decide(first, "drop", original_label=0)
+    demo.workspace.record(demo)  # the demo analysed after it: the app opens on the demo
+    save_last_config(DEFAULT_CONFIG)
     at = open_app()
     (expander,) = [e for e in at.expander if "Recent work" in e.label]
     assert escape_md(f"folder:{folder}") in expander.markdown[0].value and "1 decided" in expander.markdown[0].value

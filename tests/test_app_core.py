@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
+import os
 import threading
 import time
 import zipfile
@@ -377,3 +379,143 @@ def test_extract_image_archive_explains_encrypted_entries(tmp_path):
             at = data.find(signature, at + 4)
     with pytest.raises(DataError, match="cannot unpack the archive.*encrypted"):
         extract_image_archive(bytes(data), tmp_path / "up")
+
+
+# -- large data: regions, top-k, bins, bulk lists, background maps ---------------------------
+def test_rows_in_region_box_and_lasso():
+    coords = np.array([[0, 0], [1, 1], [2, 2], [0.5, 0.2], [3, 0]], dtype=np.float32)
+    assert summaries.rows_in_region(coords, box=(1.5, 0, 0, 1.5)).tolist() == [0, 1, 3]  # either order
+    triangle = np.array([[0, -1], [4, -1], [4, 3]])
+    assert summaries.rows_in_region(coords, lasso=triangle).tolist() == [4]  # below the line y = x - 1
+    assert summaries.rows_in_region(coords, lasso=triangle[:2]).tolist() == []  # not a polygon
+    with pytest.raises(ValueError):
+        summaries.rows_in_region(coords)
+
+
+def test_top_rows_score_order_and_bins():
+    table = score_table(30)
+    best = table.sort_values("score", ascending=False, kind="stable").index
+    assert summaries.top_rows(table, np.arange(30), 5).tolist() == best[:5].tolist()
+    some = np.array([2, 9, 17, 25])
+    assert summaries.top_rows(table, some, 10).tolist() == [i for i in best if i in set(some)]
+    assert summaries.score_order(table).tolist() == best.tolist()
+    bins = summaries.score_bins(table, bins=7)
+    assert len(bins) == 7 and bins["flagged"].sum() == 10 and bins["not_flagged"].sum() == 20
+    cut = summaries.budget_cut(table)
+    assert bins.loc[bins["flagged"] > 0, "right"].min() >= cut  # flagged counts sit at or above the cut
+
+
+def test_review_order_is_the_queue_as_positions():
+    table = summaries.with_decisions(score_table(30), decisions_frame([("s03", "keep", 0)]), CLASSES)
+    order = summaries.score_order(table)
+    for kwargs in ({}, {"include_unflagged": True}, {"given": [1]}, {"state": "undecided", "include_unflagged": True}):
+        rows = summaries.review_order(table, order=order, **kwargs)
+        assert table.iloc[rows]["sample_id"].tolist() == summaries.review_queue(table, **kwargs)["sample_id"].tolist()
+
+
+def test_bulk_items_and_counts():
+    table = summaries.with_decisions(score_table(12), decisions_frame([("s01", "drop", 0)]), CLASSES)
+    counts = summaries.bulk_counts(table)
+    for action in summaries.BULK_ACTIONS:
+        items = summaries.bulk_items(table, action)
+        assert len(items) == counts[action] and {i[1] for i in items} <= {action}
+    assert [i[0] for i in summaries.bulk_items(table, "clear")] == ["s01"]
+    relabel = summaries.bulk_items(table, "relabel")
+    assert all(new == int(table.set_index("sample_id").loc[sid, "pred"]) for sid, _, _, new in relabel)
+    with pytest.raises(ValueError):
+        summaries.bulk_items(table, "burn")
+
+
+class SlowMap:
+    """What MapJobs reads of an analysis, with a map that waits for the test."""
+
+    def __init__(self, release: threading.Event, fail: bool = False):
+        self.keys, self.data_id, self.config = {"gradients": "g"}, "d", AnalysisConfig()
+        self.release, self.fail, self.calls = release, fail, 0
+
+    def map_coords(self, *, method, space, progress=None):
+        self.calls += 1
+        progress(0, 0)
+        self.release.wait(5)
+        if self.fail:
+            raise OgaError("no map today")
+        progress(10, 10)
+        return np.zeros((10, 2), np.float32)
+
+
+def test_map_jobs_run_in_the_background_once_and_report_progress():
+    from oga_app.maps import MapJobs
+
+    release = threading.Event()
+    analysis, jobs = SlowMap(release), MapJobs()
+    first = jobs.poll(analysis, "umap", "features")
+    assert first.coords is None and first.error is None  # the page goes on drawing meanwhile
+    assert jobs.poll(analysis, "umap", "features").coords is None
+    release.set()
+    assert jobs.get(analysis, "umap", "features").shape == (10, 2)
+    assert analysis.calls == 1  # one job however many polls
+    assert jobs.ready(analysis, "umap", "features") is not None and jobs.ready(analysis, "pca", "features") is None
+
+
+def test_a_failed_map_job_says_so_until_forgotten():
+    from oga_app.maps import MapJobs
+
+    release = threading.Event()
+    release.set()
+    analysis, jobs = SlowMap(release, fail=True), MapJobs()
+    state = jobs.poll(analysis, "umap", "features", wait=5)
+    assert isinstance(state.error, OgaError)
+    assert isinstance(jobs.poll(analysis, "umap", "features").error, OgaError)  # not started again and again
+    assert analysis.calls == 1
+    jobs.forget(analysis, "umap", "features")
+    jobs.poll(analysis, "umap", "features", wait=5)
+    assert analysis.calls == 2
+
+
+def test_the_registry_lists_running_analyses_newest_first():
+    release = threading.Event()
+
+    def fake_analyze(config, progress=None):
+        release.wait(5)
+        return FakeAnalysis(config)
+
+    registry = AnalysisRegistry(record=lambda analysis: None, analyze=fake_analyze)
+    older, newer = AnalysisConfig(data="demo:digits"), AnalysisConfig(data="demo:shapes", detector="loss")
+    waiters = []
+    for config in (older, newer):
+        waiters.append(threading.Thread(target=registry.get, args=(config,)))
+        waiters[-1].start()
+        while not registry.running(config):
+            time.sleep(0.01)
+    assert registry.running_configs() == [newer, older]  # ranked as asked
+    release.set()
+    for w in waiters:
+        w.join(5)
+    assert registry.running_configs() == []
+
+
+def test_resume_prefers_a_link_then_running_work_then_the_newest_work(tmp_path):
+    from oga_app.resume import choose
+    from oga_core.workspace import Workspace
+
+    def workspace(data_id: str, config: dict, when: float) -> None:
+        folder = tmp_path / "workspaces" / data_id
+        folder.mkdir(parents=True)
+        (folder / "latest_run.json").write_text(json.dumps({"config": config, "num_samples": 3}))
+        os.utime(folder / "latest_run.json", (when, when))
+
+    now = time.time()
+    workspace("aaa", {"data": "folder:/a"}, now - 100)
+    workspace("bbb", {"data": "folder:/b", "budget": 7.0}, now - 10)  # newest, but its settings are invalid
+    demo, saved = AnalysisConfig(data="demo:digits"), AnalysisConfig(data="folder:/saved")
+    ask = dict(running=[], saved=None, saved_at=None, default=demo, home=tmp_path)
+    assert choose(linked=None, **ask) == (AnalysisConfig(data="folder:/a"), None)  # the newest valid one
+    assert choose(linked=None, **{**ask, "saved": saved, "saved_at": now - 50}) == (saved, None)
+    assert choose(linked=None, **{**ask, "saved": saved, "saved_at": now - 500})[0].data == "folder:/a"
+    assert choose(linked="aaa", **{**ask, "saved": saved, "saved_at": now})[0].data == "folder:/a"
+    running = AnalysisConfig(data="folder:/training")
+    assert choose(linked=None, **{**ask, "running": [running]}) == (running, None)
+    config, warning = choose(linked="../aaa", **{**ask, "running": [running]})
+    assert config == running and "not a workspace name" in warning
+    assert choose(linked=None, **{**ask, "home": tmp_path / "empty"}) == (demo, None)
+    assert Workspace.lookup("aaa", tmp_path).data == "folder:/a"

@@ -53,7 +53,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def quick_bench(checkout: Path) -> tuple[Path, dict]:
-    """One quick run (all three parts) through the CLI with the default --out, from inside the
+    """One quick run (every part) through the CLI with the default --out, from inside the
     stand-in checkout, shared by the tests of this module."""
     from oga_core.cli import main
 
@@ -90,6 +90,7 @@ def test_report_files_and_sections(quick_bench):
         "## Speed and memory",
         "### The cache",
         "## Scaling",
+        "## The app at scale",
         "Where OGA does not win",
         "The default ranking against its peers",
         "Every score against the same goal",
@@ -161,6 +162,22 @@ def test_speed_and_scaling_numbers(quick_bench):
     assert decode["images"] == 200 and all(
         decode[f"{k}_images_per_second"] > 0 for k in ("in_process", "one_worker", "all_cores")
     )
+
+
+def test_app_numbers(quick_bench):
+    """The app part: every action timed at every size, in one process, with its first run apart."""
+    from oga_core.bench.app import ACTIONS
+
+    out, results = quick_bench
+    part = results["app"]
+    assert [s["n"] for s in part["sizes"]] == [1_797, 20_000] and part["settings"]["repeats"] == 2
+    for size in part["sizes"]:
+        assert "error" not in size, size
+        assert set(size["actions"]) == set(ACTIONS)
+        for action, timing in size["actions"].items():
+            assert timing["first"] > 0 and timing["median"] > 0 and timing["runs"] == 3, (size["n"], action)
+        assert size["explore_charts_kib"] > 0
+    assert "| open Review (first page) |" in out.read_text() and "× at 20,000" in out.read_text()
 
 
 def test_merge_adds_a_gpu_column(quick_bench, tmp_path):

@@ -1,14 +1,17 @@
 """End to end in a real browser: Debian's Chromium driven by playwright against `streamlit run`.
 
 Opens the app (which analyses the digits demo on its own), drops one sample and relabels another
-on the Review page, kills the server with SIGKILL and starts it again, then downloads the cleaned
-CSV from the Export page and finds both decisions in it.
+on the Review page, clicks a point of the Explore map and finds that sample's card beside it,
+kills the server with SIGKILL and starts it again, then downloads the cleaned CSV from the Export
+page and finds both decisions in it. Then: a tab closed while an image folder trains, and a new
+tab that lands on that folder's analysis.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -66,6 +69,23 @@ def test_drop_and_relabel_survive_a_killed_server(tmp_path: Path):
             e2e.wait_idle(page)
             main(page).get_by_text("Reviewed 2 of 90 flagged").wait_for(timeout=30_000)
 
+            # Explore: a click on a point of the map shows that sample's card beside the map at once.
+            page.locator("[data-testid='stSidebarNav'] a", has_text="Explore").click()
+            main(page).get_by_text("Selection · 0 samples").wait_for(timeout=ANALYSIS_TIMEOUT)  # UMAP compiles
+            e2e.wait_idle(page)
+            page.locator(e2e.key_css("map_method")).get_by_text("PCA (instant)").click()
+            e2e.wait_idle(page)
+            point = e2e.chart_point(page, "map", skip=[dropped, relabelled])
+            page.mouse.click(point["x"], point["y"])
+            card = page.locator(e2e.key_css(f"map-card-{point['id']}"))
+            card.wait_for(timeout=30_000)
+            e2e.wait_idle(page)
+            assert card.locator("img").count() == 1 and card.get_by_text(point["id"]).count() == 1
+            assert main(page).get_by_text("Selection · 0 samples").count() == 1  # a click opens no selection
+            page.locator(e2e.key_css(f"map-keep-{point['id']}")).get_by_role("button").click()
+            card.get_by_text("kept").wait_for(timeout=30_000)  # decided from the card, as on Review
+            e2e.wait_idle(page)
+
         server.kill()  # SIGKILL: no shutdown hook runs, as in a crash
         server = e2e.StreamlitServer(home, log=tmp_path / "streamlit-2.log").start()
 
@@ -92,3 +112,38 @@ def test_drop_and_relabel_survive_a_killed_server(tmp_path: Path):
     assert rows[relabelled]["action"] == "relabel"
     assert rows[relabelled]["label"] == new_label
     assert rows[relabelled]["original_label"] != new_label
+
+
+def test_a_tab_closed_during_an_analysis_reopens_on_it(tmp_path: Path, make_images):
+    home = tmp_path / "home"
+    small = make_images(tmp_path / "small", {"cat": 6, "dog": 6})
+    big = make_images(tmp_path / "big", {"cat": 300, "dog": 300}, size=16)
+    # Earlier work: a small folder (quick to open, so this test does not train the demo first).
+    (home / "app").mkdir(parents=True)
+    (home / "app" / "last_config.json").write_text(json.dumps({"data": f"folder:{small}", "epochs": 1}))
+    server = e2e.StreamlitServer(home, log=tmp_path / "streamlit.log").start()
+    try:
+        with e2e.browser() as page:
+            page.goto(server.url)
+            main(page).get_by_text(f"Results · folder:{small}").wait_for(timeout=ANALYSIS_TIMEOUT)
+            e2e.wait_idle(page)
+            for key, value in (("setup_folder", str(big)), ("setup_epochs_cnn", "4")):
+                field = page.locator(e2e.key_css(key)).locator("input")
+                field.fill(value)
+                field.press("Enter")
+                e2e.wait_idle(page)
+            page.locator(e2e.key_css("analyze")).get_by_role("button").click()
+            main(page).get_by_text(f"Analyzing folder:{big}").wait_for(timeout=60_000)
+            again = page.context.new_page()
+            page.close()  # the tab goes away while the folder trains
+
+            again.goto(server.url)  # a new tab: a new session, nothing but the server carried over
+            main(again).get_by_text(f"folder:{big}").first.wait_for(timeout=60_000)  # its progress or results
+            main(again).get_by_text(f"Results · folder:{big}").wait_for(timeout=ANALYSIS_TIMEOUT)
+            e2e.wait_idle(again)
+            assert main(again).get_by_text("Results · demo:digits").count() == 0
+            assert "workspace=" in again.url  # the URL names it: a bookmark or a reload lands here too
+            again.reload()
+            main(again).get_by_text(f"Results · folder:{big}").wait_for(timeout=ANALYSIS_TIMEOUT)
+    finally:
+        server.kill()

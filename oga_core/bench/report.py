@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from oga_core.bench import quality, scaling, speed
+from oga_core.bench import app, quality, scaling, speed
 from oga_core.bench.common import log, now_iso
 from oga_core.bench.markdown import table
 from oga_core.bench.results import json_path_for
@@ -34,7 +34,7 @@ def _machine_rows(results: dict[str, Any]) -> list[list[str]]:
     items = (
         [("quality", results.get("quality"))]
         + [(f"speed ({d})", p) for d, p in results.get("speed", {}).items()]
-        + [("scaling", results.get("scaling"))]
+        + [("scaling", results.get("scaling")), ("app", results.get("app"))]
     )
     for name, part in items:
         if not part:
@@ -98,6 +98,8 @@ def render(results: dict[str, Any], *, plot_name: str | None, json_name: str) ->
         speed.render(results.get("speed")),
         scaling.render(results.get("scaling")),
     ]
+    if results.get("app"):  # a page without the app part is the same page as before the part existed
+        body.append(app.render(results["app"]))
     return "\n".join(_head(results, json_name)) + "\n" + "\n".join(body)
 
 
@@ -128,6 +130,7 @@ def headline(results: dict[str, Any], report_link: str) -> str:
     lines += quality.headline(results.get("quality"))
     lines += speed.headline(results.get("speed"))
     lines += scaling.headline(results.get("scaling"))
+    lines += app.headline(results.get("app"))
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 """The results file of ``oga bench`` (``<out>.json``): every raw number the report is made of.
 
 ``{"schema", "mode": "quick" | "full", "updated_at", "quality": part, "speed": {device type:
-part}, "scaling": part}``; a part holds its settings, the machine and when it was measured. A run
+part}, "scaling": part, "app": part}``; a part holds its settings, the machine and when it was measured. A run
 of some parts merges into the existing file of the same mode; the speed part is kept per device
 type, so a GPU run made elsewhere adds a column.
 """
@@ -16,7 +16,7 @@ from oga_core.errors import OgaError
 from oga_core.store import read_json
 
 SCHEMA = 1  # the file's layout; the quality runs carry their own (quality.RUN_SCHEMA)
-PARTS = ("quality", "speed", "scaling")
+PARTS = ("quality", "speed", "scaling", "app")
 
 
 def json_path_for(out: Path) -> Path:
@@ -74,8 +74,9 @@ def merge_results(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]
         into["quality"] = {**theirs, "runs": runs, "complete": bool(order) and len(runs) >= len(order)}
     elif theirs:
         into["quality"] = theirs
-    if other.get("scaling"):
-        into["scaling"] = other["scaling"]
+    for name in ("scaling", "app"):
+        if other.get(name):
+            into[name] = other[name]
     for device, speed in (other.get("speed") or {}).items():
         into.setdefault("speed", {})[device] = speed
     return into

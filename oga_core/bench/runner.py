@@ -1,6 +1,6 @@
 """``oga bench``: what OGA is for, measured — detection quality, speed and memory, scaling.
 
-    oga bench [--quick] [--parts quality,speed,scaling] [--device auto|cpu|cuda] [--out FILE.md]
+    oga bench [--quick] [--parts quality,speed,scaling,app] [--device auto|cpu|cuda] [--out FILE.md]
     oga bench --merge OTHER.json [--out FILE.md]
     oga bench --render [--out FILE.md]
 
@@ -17,7 +17,7 @@ quick run, or a merge or render of quick results, into ``docs/`` is refused with
 is not rewritten), so a change of the renderer regenerates ``docs/benchmarks.md``.
 
 Modules: :mod:`~oga_core.bench.quality`, :mod:`~oga_core.bench.speed`,
-:mod:`~oga_core.bench.scaling` (each measures, renders its section and its README lines; each is
+:mod:`~oga_core.bench.scaling`, :mod:`~oga_core.bench.app` (each measures, renders its section and its README lines; each is
 runnable on its own through ``benchmarks/*.py``), :mod:`~oga_core.bench.report` (the page, the
 files, README), :mod:`~oga_core.bench.results` (the JSON), :mod:`~oga_core.bench.verdicts`.
 """
@@ -30,7 +30,7 @@ from typing import Any
 
 from oga_core.errors import OgaError
 
-PARTS = ("quality", "speed", "scaling")
+PARTS = ("quality", "speed", "scaling", "app")
 DEFAULT_OUT = Path("oga-bench/benchmarks.md")
 
 
@@ -154,6 +154,12 @@ def run(
         save()
     if "scaling" in parts:
         results["scaling"] = run_scaling(ScalingSettings.for_run(quick=quick), dev)
+        save()
+    if "app" in parts:
+        from oga_core.bench.app import run_app
+        from oga_core.bench.settings import AppSettings
+
+        results["app"] = run_app(AppSettings.for_run(quick=quick))
         save()
     publish(results, out)
     return results

@@ -210,3 +210,17 @@ class ScalingSettings:
         """Quick: 2,000 samples, no UMAP (its first fit in a process pays ~15 s of numba JIT), a
         small decoding test, no torchrun (tests/test_distributed.py covers it)."""
         return cls(sizes=(2_000,), umap=False, decode_images=200, distributed_n=0) if quick else cls()
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """The app part: the app driven by AppTest on synthetic analyses of ``sizes`` samples (the
+    first is the baseline of the ratios), every action timed ``repeats`` times after its first."""
+
+    sizes: tuple[int, ...] = (1_797, 100_000, 1_000_000)
+    repeats: int = 3
+
+    @classmethod
+    def for_run(cls, *, quick: bool) -> AppSettings:
+        """Quick: the baseline and 20,000 samples, two repeats (about a minute)."""
+        return cls(sizes=(1_797, 20_000), repeats=2) if quick else cls()
