@@ -118,6 +118,19 @@ def on_bulk_rows(store_path: str, rows: pd.DataFrame, action: str, what: str) ->
 
 
 @safe_callback
+def on_bulk_relabel_to(store_path: str, rows: pd.DataFrame, box: str, classes: list[str]) -> None:
+    """Relabel every sample in ``rows`` to the class chosen in the select box ``box`` (one undo
+    step); samples already of that class are kept."""
+    target = st.session_state.get(box)
+    if target is None:
+        flash("info", "Choose the class to relabel them to first")
+        return
+    items = summaries.relabel_items(rows, int(target))
+    n = resources.store_at(store_path).decide_many(Decision(*item) for item in items)
+    flash("success", f"Relabelled to {classes[int(target)]}: {n:,} sample{'s' if n != 1 else ''} (one undo step)")
+
+
+@safe_callback
 def on_undo(store_path: str) -> None:
     ids = resources.store_at(store_path).undo()
     if ids:
@@ -125,6 +138,25 @@ def on_undo(store_path: str) -> None:
         flash("info", f"Undid the last decision ({shown})")
     else:
         flash("info", "Nothing to undo")
+
+
+# -- more like this and retraining -----------------------------------------------------------
+SIMILAR_KEY = "similar_of"  # the sample whose nearest neighbours are shown (oga_app.similar)
+
+
+def on_similar(sample_id: str | None) -> None:
+    """Show the samples most like ``sample_id`` (None closes the panel)."""
+    if sample_id is None:
+        st.session_state.pop(SIMILAR_KEY, None)
+    else:
+        st.session_state[SIMILAR_KEY] = sample_id
+
+
+@safe_callback
+def on_retrain(analysis: Any) -> None:
+    """Start retraining ``analysis``' recipe with its decisions applied, in the background."""
+    store = resources.store_for(analysis)
+    resources.retrain_jobs().start(analysis.config, analysis.data_id, analysis.dataset.ids, store)
 
 
 # -- a damaged store -------------------------------------------------------------------------

@@ -28,6 +28,7 @@ DECISION_BADGES = {  # decision -> (text, colour, icon)
     "relabel": ("relabelled", "blue", ":material/edit:"),
     summaries.UNDECIDED: ("undecided", "gray", None),
 }
+ISSUE_BADGE_COLORS = {"near_duplicate": "violet", "outlier": "gray", "mislabeled": "orange", "ambiguous": "yellow"}
 FOCUS_SIDE = 320  # px, the one-at-a-time view's image
 
 
@@ -46,6 +47,18 @@ def decision_badge(row: Any) -> None:
     if decision == "relabel":
         text = f"relabelled → {row.new_label_name}"
     st.badge(text, color=color, icon=icon)
+
+
+def issue_badge(row: Any) -> None:
+    """Why the sample looks suspicious (``oga_core.issues``), when it has an issue type."""
+    issue = getattr(row, "issue", "none")
+    if issue and issue != "none":
+        choice = next(c for c in options.ISSUE_TYPES if c.name == issue)
+        other = getattr(row, "duplicate_of", "")
+        text = choice.label + (f" (of {other})" if issue == "near_duplicate" and other else "")
+        st.badge(
+            escape_md(text), color=ISSUE_BADGE_COLORS.get(issue, "gray"), icon=":material/report:", help=choice.help
+        )
 
 
 def given_and_predicted(given: str, predicted: str) -> str:
@@ -72,15 +85,16 @@ def position(analysis: Analysis, row: Any) -> int:
 
 
 # -- grids -----------------------------------------------------------------------------------
-def sample_grid(analysis: Analysis, rows: pd.DataFrame, *, columns: int = 6) -> None:
+def sample_grid(analysis: Analysis, rows: pd.DataFrame, *, columns: int = 6, prefix: str = "") -> None:
     """Editable cards for ``rows`` (a ``loading.decided_table`` slice) in ``columns`` columns:
     Keep / Drop (the current decision drawn as primary; clicking it again takes it back) and a
-    relabel box offering the prediction first."""
+    relabel box offering the prediction first. ``prefix`` keeps the widget keys of a second grid
+    on the page (e.g. *More like this*) apart from the first."""
     store_path = str(resources.store_for(analysis).path)
     for line in _rows_of(rows, columns):
         for col, row in zip(st.columns(columns, gap="small"), line):
             with col:
-                card(analysis, row, store_path)
+                card(analysis, row, store_path, prefix=prefix)
 
 
 def card(analysis: Analysis, row: Any, store_path: str, *, prefix: str = "", side: int | None = None) -> None:
@@ -92,6 +106,7 @@ def card(analysis: Analysis, row: Any, store_path: str, *, prefix: str = "", sid
         image(analysis, sid, position(analysis, row), side=side or summaries.THUMBNAIL_SIDE)
         st.markdown(given_and_predicted(classes[given], classes[pred]))
         st.caption(f"#{int(row.rank)} · score {float(row.score):.3g}  \n{escape_md(sid)}")
+        issue_badge(row)
         decision_badge(row)
         for col, action in zip(st.columns(2, gap="small"), ("keep", "drop")):
             col.button(
@@ -117,6 +132,15 @@ def card(analysis: Analysis, row: Any, store_path: str, *, prefix: str = "", sid
             on_change=callbacks.on_relabel,
             args=(store_path, sid, given, box),
             label_visibility="collapsed",
+        )
+        st.button(
+            "More like this",
+            key=f"{prefix}similar-{sid}",
+            icon=":material/search:",
+            type="tertiary",
+            on_click=callbacks.on_similar,
+            args=(sid,),
+            help="The samples nearest to this one in the model's feature space, with bulk actions on all of them.",
         )
 
 

@@ -16,7 +16,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-COLOR_BY = ("score", "given label", "predicted label", "flagged", "decision")
+from oga_core import options
+
+COLOR_BY = ("score", "given label", "predicted label", "flagged", "decision", "issue type")
 # Past this many points one scattergl trace gets sluggish in the browser, and the page's message
 # grows by ~100 bytes a point (docs/architecture.md, "The app at scale"): the map becomes a density
 # image of every sample with MARKERS of the most suspicious flagged or decided ones drawn on it,
@@ -25,6 +27,13 @@ MAX_POINTS = 60_000
 MARKERS = 2_000
 REGION_POINTS = 5_000
 DECISION_COLORS = {"undecided": "#b0b7c3", "keep": "#2ca02c", "drop": "#d62728", "relabel": "#1f77b4"}
+ISSUE_COLORS = {  # by oga_core.options.ISSUE_TYPES; "none" grey, so the issues stand out
+    "near_duplicate": "#9467bd",
+    "outlier": "#8c564b",
+    "mislabeled": "#d62728",
+    "ambiguous": "#ff7f0e",
+    "none": "#b0b7c3",
+}
 FLAG_COLOR = "#e4572e"
 
 
@@ -144,6 +153,13 @@ def map_figure(
         flagged = frame["flagged"].to_numpy(dtype=bool)
         fig.add_trace(_points(frame[~flagged], "not flagged", point_size, color="#b0b7c3"))
         fig.add_trace(_points(frame[flagged], "flagged", point_size, color=FLAG_COLOR))
+    elif color_by == "issue type":
+        names = options.labels(options.ISSUE_TYPES)
+        issue = frame["issue"].to_numpy() if "issue" in frame else np.full(len(frame), "none", dtype=object)
+        for name in ("none", *(n for n in ISSUE_COLORS if n != "none")):  # issues drawn last, on top
+            part = frame[issue == name]
+            if len(part):
+                fig.add_trace(_points(part, names[name], point_size, color=ISSUE_COLORS[name]))
     else:
         for state, color in DECISION_COLORS.items():
             part = frame[frame["decision"] == state]

@@ -15,6 +15,7 @@ import streamlit as st
 
 from oga_app.maps import MapJobs
 from oga_app.registry import AnalysisRegistry
+from oga_app.retrain_jobs import RetrainJobs
 from oga_app.views import AnalysisViews
 from oga_core import summaries
 from oga_core.decisions import DecisionStore
@@ -74,6 +75,13 @@ def maps() -> MapJobs:
     """The process-wide maps: computed once per analysis, method and space, in the background
     for large data sets (oga_app/maps.py)."""
     return MapJobs()
+
+
+@st.cache_resource(show_spinner=False)
+def retrain_jobs() -> RetrainJobs:
+    """The process-wide retraining runs (oga_app/retrain_jobs.py): one per analysis and set of
+    decisions, in the background, so a person can go on reviewing meanwhile."""
+    return RetrainJobs()
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

@@ -48,11 +48,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from oga_core import options
 from oga_core.errors import OgaError
 from oga_core.lastlayer import Trajectory, softmax
 from oga_core.neighbors import ExactIndex, knn_graph
 
-ISSUES = ("near_duplicate", "outlier", "mislabeled", "ambiguous", "none")
+ISSUES = options.names(options.ISSUE_TYPES)  # in the order the rules apply
 COLUMNS = ("issue", "duplicate_of")
 CONFIDENT = 0.5
 AMBIGUOUS_MARGIN = 0.2

@@ -193,6 +193,19 @@ SPOT_CHECK_HELP = (
     "(50 is enough for a rough one)"
 )
 
+# -- issue types (oga_core.issues decides them; these are their names as people read them) -----
+ISSUE_TYPES = (
+    Choice(
+        "near_duplicate",
+        "Near-duplicate, other label",
+        "another sample with almost the same content has a different given label: at most one can be right",
+    ),
+    Choice("outlier", "Outlier", "unlike the rest of the data (a corrupt or unrelated image, or a rare look)"),
+    Choice("mislabeled", "Likely mislabeled", "the model is confident in another class than the given one"),
+    Choice("ambiguous", "Ambiguous", "the model's probability is spread over several classes"),
+    Choice("none", "No issue type", "the model agrees with the given label"),
+)
+
 # -- stages of an analysis, in order ---------------------------------------------------------
 STAGES = (
     Choice("data", "Opening the data"),

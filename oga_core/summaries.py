@@ -156,6 +156,19 @@ def bulk_items(table: pd.DataFrame, action: str) -> list[tuple[str, str, int, in
     ]
 
 
+def relabel_items(table: pd.DataFrame, new_label: int) -> list[tuple[str, str, int, int | None]]:
+    """Relabel every row of ``table`` (a :func:`with_decisions` slice) to class ``new_label``, as
+    ``(sample id, action, original label, new label)``: a cluster of look-alikes filed under the
+    wrong class fixed at once. Rows given ``new_label`` already are kept instead (their label is
+    the one chosen for the cluster: nothing to change, and the decision says it was looked at)."""
+    ids = table["sample_id"].to_numpy(dtype=object)
+    label = table["label"].to_numpy(dtype=np.int64)
+    return [
+        (str(sid), "keep", int(old), None) if old == new_label else (str(sid), "relabel", int(old), int(new_label))
+        for sid, old in zip(ids, label)
+    ]
+
+
 def bulk_counts(table: pd.DataFrame) -> dict[str, int]:
     """How many rows each of :data:`BULK_ACTIONS` would touch (counted, not listed)."""
     decided = int((table["decision"].to_numpy() != UNDECIDED).sum())
@@ -266,11 +279,14 @@ def precision_curve(
 # -- the map ---------------------------------------------------------------------------------
 def map_frame(table: pd.DataFrame, coords: np.ndarray) -> pd.DataFrame:
     """What the 2-D map draws, one row per sample: x, y, sample_id, label_name, pred_name, score,
-    rank, flagged, decision. ``coords``: ``(N, 2)`` in the table's row order."""
+    rank, flagged, decision, and issue when the analysis has issue types. ``coords``: ``(N, 2)``
+    in the table's row order."""
     coords = np.asarray(coords)
     if coords.shape != (len(table), 2):
         raise ValueError(f"coords have shape {coords.shape}, expected ({len(table)}, 2)")
-    cols = ["sample_id", "label_name", "pred_name", "score", "rank", "flagged"]
+    cols = ["sample_id", "label_name", "pred_name", "score", "rank", "flagged"] + (
+        ["issue"] if "issue" in table else []
+    )
     out = table[cols].copy()
     out["decision"] = table.get("decision", UNDECIDED)
     out.insert(0, "y", coords[:, 1])

@@ -21,15 +21,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from oga_app import actions, callbacks, cards, entry, figures, loading, maps, resources, state
+from oga_app import actions, callbacks, cards, entry, figures, loading, maps, resources, similar, state
 from oga_app.messages import guard
 from oga_core import options, summaries
 from oga_core.detectors import DETECTORS
+from oga_core.issues import issue_mask
 from oga_core.pipeline import Analysis
 
 SESSION = "session"
 SELECTION = "explore_selection"  # rows of the score table, highest score first
 REGION = "explore_region"  # rows of the region selected on a density map
+ISSUE_KEY = "explore_issue"
 CLICKED = "explore_clicked"  # the sample id of the point clicked last
 DRAWN = "explore_drawn"  # (method, space) of the map drawn last: what a selection's coordinates are on
 PAGE_KEY = "explore_page"
@@ -105,6 +107,7 @@ def render(analysis: Analysis) -> None:
             delta_color="off",
         )
 
+    similar.panel(analysis, table, key="explore")
     st.markdown("**Flagged samples · given label (rows) × predicted label (columns)**")
     confusion = summaries.flagged_confusion(analysis.scores, classes)
     inner = (confusion.index[:-1], confusion.columns[:-1])
@@ -267,14 +270,51 @@ def clicked(analysis: Analysis, table: pd.DataFrame) -> None:
     cards.card(analysis, record, str(resources.store_for(analysis).path), prefix="map-", side=cards.FOCUS_SIDE // 2)
 
 
+def _select_issue(table: pd.DataFrame) -> None:
+    """The issue-type box's button: every sample of that type becomes the selection."""
+    issue = st.session_state.get(ISSUE_KEY)
+    if issue is not None:
+        rows = np.flatnonzero(issue_mask(table, issue))
+        st.session_state[SELECTION] = rows[np.argsort(-table["score"].to_numpy()[rows], kind="stable")]
+        st.session_state[REGION] = None
+
+
 def selection(analysis: Analysis, table: pd.DataFrame) -> None:
-    """The samples selected on the map, as editable cards, highest score first."""
+    """The samples selected on the map, as editable cards, highest score first; an issue type
+    filters them, or selects every sample of that type."""
     rows = st.session_state.get(SELECTION)
     rows = np.zeros(0, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
     rows = rows[rows < len(table)]  # rows of another analysis' table never index past this one
     st.subheader(f"Selection · {len(rows):,} samples")
+    issue = None
+    if "issue" in table:
+        f = st.columns([2, 2, 3], vertical_alignment="bottom")
+        issue = f[0].selectbox(
+            "Issue type",
+            options.names(options.ISSUE_TYPES),
+            index=None,
+            format_func=options.labels(options.ISSUE_TYPES).get,
+            key=ISSUE_KEY,
+            placeholder="All types",
+            persist_state=SESSION,
+            help="Shows only the selected samples of this type; the button selects every sample of it.",
+        )
+        if issue is not None:
+            count = int(issue_mask(table, issue).sum())
+            f[1].button(
+                f"Select all {count:,}",
+                key="select-issue",
+                icon=":material/select_all:",
+                on_click=_select_issue,
+                args=(table,),
+                disabled=not count,
+            )
+            rows = rows[issue_mask(table, issue)[rows]]
     if not len(rows):
-        st.caption("Select points on the map to open them here, with the same decisions as on Review.")
+        st.caption(
+            "Select points on the map to open them here, with the same decisions as on Review"
+            + (", or select every sample of the issue type." if issue else ".")
+        )
         return
     chosen = table.iloc[rows]
     start, stop, n_pages = summaries.page_bounds(len(rows), st.session_state.get(PAGE_KEY, 1), PAGE_SIZE)

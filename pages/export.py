@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from oga_app import downloads, entry, resources
+from oga_app import downloads, entry, resources, retraining
 from oga_app.messages import guard
 from oga_core.decisions import DecisionStore
 from oga_core.export import (
@@ -73,6 +73,8 @@ def render(analysis: Analysis) -> None:
     )
     manifest_section(analysis, store, dropped, counts["drop"])
     folder_section(analysis, store, dropped)
+    st.subheader("Did the cleaning help?")
+    retraining.section(analysis, key="export")
     with st.expander("Decision log (append-only, for audits)"):
         st.dataframe(safe_csv_frame(store.events(last=LOG_ROWS)), width="stretch", hide_index=True)
         st.caption(f"The latest {LOG_ROWS} events; the download holds all of them.")
