@@ -139,6 +139,17 @@ def _data(current: AnalysisConfig) -> tuple[str, str]:
             placeholder="/data/pets/train.csv  (columns path,label; paths relative to the file)",
         )
         return source, f"csv:{path.strip()}"
+    if source == "hf":
+        path = st.text_input(
+            "Data set folder or Parquet file",
+            value=rest if kind == "hf" else "",
+            key=wkey("setup_hf"),
+            persist_state=SESSION,
+            placeholder="/data/pets-hf  (written by save_to_disk; or .parquet files with an image and a label column)",
+            help="Read from disk only: a hub name is refused; download it first with "
+            'datasets.load_dataset("NAME").save_to_disk(PATH). Needs the optional package datasets.',
+        )
+        return source, f"hf:{path.strip()}"
     sets = options.TORCHVISION_SETS
     name, _, root = rest.partition(":") if kind == "torchvision" else (sets[0], "", "")
     tv_name = st.selectbox(

@@ -8,13 +8,17 @@ labels); each test has its own app home and decisions.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import pytest
+from PIL import Image
 
 from oga_app import resources
 from oga_core import neighbors, remaining
 from oga_core.workspace import Workspace
 
-from helpers import assert_clean, open_page
+from helpers import TIMEOUT, assert_clean, open_app, open_page, page_error
 
 
 def card_ids(at) -> list[str]:
@@ -139,3 +143,30 @@ def test_retrain_from_export_shows_before_and_after(home, demo):
     store.decide_many([Decision(str(scores["sample_id"].iloc[-1]), "drop", int(scores["label"].iloc[-1]), None)])
     at.run()
     assert any("earlier decisions" in i.value for i in at.info)
+
+
+def test_a_hugging_face_folder_from_set_up(home, tmp_path):
+    """``hf:PATH`` chosen on Set-up: a save_to_disk folder is analysed like any source, and a hub
+    name is one line saying to download it first."""
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(7)
+    images = []
+    for _ in range(60):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, format="PNG")
+        images.append({"bytes": buf.getvalue(), "path": None})
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog"])})
+    data = datasets.Dataset.from_dict({"image": images, "label": [i % 2 for i in range(60)]}, features=features)
+    data.save_to_disk(str(tmp_path / "pets"))
+
+    at = open_app()
+    at.radio(key="setup_source").set_value("hf").run()
+    at.text_input(key="setup_hf").input("someone/pets").run()
+    at.button(key="analyze").click().run(timeout=TIMEOUT)
+    page_error(at, "someone/pets", "save_to_disk")
+
+    at.text_input(key="setup_hf").input(str(tmp_path / "pets")).run()
+    at.number_input(key="setup_epochs_cnn").set_value(1).run()
+    at.button(key="analyze").click().run(timeout=TIMEOUT)
+    assert_clean(at)
+    assert any(f"hf:{tmp_path / 'pets'}" in s.value for s in at.subheader)
