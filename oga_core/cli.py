@@ -49,11 +49,23 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-unreadable", action="store_true", help=options.SKIP_UNREADABLE_HELP)
 
 
+class _LiteralHelp(argparse.HelpFormatter):
+    """Help texts as written: they come from options.py, shared with the app, where "5%" is a
+    percent sign, not an argparse placeholder."""
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return self._get_help_string(action) or ""
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _LiteralHelp)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="oga", description="Outlier Gradient Analysis: find and fix detrimental training samples."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="oga", description="Outlier Gradient Analysis: find and fix detrimental training samples.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     a = sub.add_parser("analyze", help="train or load a model, score every sample, write scores.csv and run.json")
     _add_data_args(a)

@@ -361,3 +361,18 @@ def test_noise_left_says_it_cannot_tell_then_estimates_after_a_spot_check(tmp_pa
     low, high = (int(x) for x in re.search(r"interval (\d+)-(\d+)", line).groups())
     assert low <= truth <= high
     _fails(capsys, ["noise-left", *data, "--spot-check", "-1"], "--spot-check must be 0 or more")
+
+
+def test_every_command_has_a_help_page(capsys):
+    """``oga COMMAND --help`` prints its options for every command (help texts are shared with
+    the app and may hold a literal "%", which argparse would otherwise read as a placeholder)."""
+    from oga_core.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"analyze", "export", "retrain", "similar", "noise-left", "bench"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as done:
+            main([name, "--help"])
+        assert done.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: oga {name}"), name
