@@ -9,13 +9,17 @@ import streamlit as st
 
 from oga_app import resources, state
 from oga_app.messages import escape_md
+from oga_core import options
 from oga_core.detectors import DETECTORS
 
 _LOG = logging.getLogger("oga.app")
 
 BUDGET_RANGE = (0.5, 50.0)  # percent of samples flagged; the slider's steps are 0.5
-DETECTOR_HELP = "The score that orders samples and decides which are flagged.\n\n" + "\n\n".join(
-    f"**{d.label}**: {d.help}." for d in DETECTORS.values()
+DETECTOR_HELP = (
+    "The score that orders samples and decides which are flagged. "
+    + options.DEFAULT_DETECTOR_WHY
+    + "\n\n"
+    + "\n\n".join(f"**{d.label}**: {d.help}." for d in DETECTORS.values())
 )
 
 

@@ -90,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector",
         default=options.DEFAULT_DETECTOR,
         choices=list(detectors.DETECTORS),
-        help="score that decides 'flagged' (default "
-        + options.DEFAULT_DETECTOR
-        + "): "
+        help="score that decides 'flagged'. "
+        + options.DEFAULT_DETECTOR_WHY
+        + " "
         + "; ".join(f"{d.name}: {d.help}" for d in detectors.DETECTORS.values()),
     )
     a.add_argument("--budget", type=float, default=options.DEFAULT_BUDGET, help=options.BUDGET_HELP)

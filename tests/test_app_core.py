@@ -18,7 +18,7 @@ from PIL import Image
 
 from oga_app.figures import ids_from_points
 from oga_app.registry import AnalysisRegistry
-from oga_core import summaries
+from oga_core import options, summaries
 from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages
 from oga_core.errors import DataError, OgaError
@@ -299,7 +299,7 @@ def test_ids_from_points_reads_customdata_not_indices():
 def test_the_registry_keys_analyses_by_their_unranked_config():
     config = AnalysisConfig(data="demo:digits", noise=0.1, detector="loss", budget=0.2, per_class=True, scope="all")
     base = config.unranked()
-    assert base == dataclasses.replace(config, detector="l2", budget=0.05, per_class=False)
+    assert base == dataclasses.replace(config, detector=options.DEFAULT_DETECTOR, budget=0.05, per_class=False)
     assert dataclasses.replace(config, detector="margin").unranked() == base
 
 
