@@ -16,6 +16,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from oga_core import options
 from oga_core.cli import main
 from oga_core.models import build_model, read_state_dict
 
@@ -32,7 +33,11 @@ def test_analyze_digits_writes_scores_and_run(tmp_path, capsys, digits_analysis)
     out = tmp_path / "run"
     assert main(["analyze", "--data", "demo:digits", "--noise", "0.2", "--seed", "0", "--out", str(out)]) == 0
     stdout, stderr = capsys.readouterr()
-    assert "1797 samples, 10 classes" in stdout and "flagged 90 by l2" in stdout and "AUROC vs injected noise" in stdout
+    assert (
+        "1797 samples, 10 classes" in stdout
+        and f"flagged 90 by {options.DEFAULT_DETECTOR}" in stdout
+        and "AUROC vs injected noise" in stdout
+    )
     assert [line for line in stderr.splitlines() if not PROGRESS.match(line)] == []
 
     scores = pd.read_csv(out / "scores.csv")

@@ -13,7 +13,7 @@ from pandas.testing import assert_frame_equal
 from oga_core import health
 from oga_core.config import AnalysisConfig
 from oga_core.data import load_source
-from oga_core.detectors import SCORE_COLUMNS, detector_column, on_trained_scale, rank_within_class
+from oga_core.detectors import DETECTORS, SCORE_COLUMNS, detector_column, on_trained_scale, rank_within_class
 from oga_core.errors import DataError, OgaError
 from oga_core.noise import flip_labels
 from oga_core.options import DEFAULT_DETECTOR, STAGES, names
@@ -168,7 +168,13 @@ def test_scoring_a_saved_checkpoint_reproduces_the_analysis(digits_analysis):
     np.testing.assert_allclose(scored.scores["oga_l2"], digits_analysis.scores["oga_l2"], rtol=1e-4)
     # nothing trained, nothing held out: the ranking is the raw score of every sample
     assert not scored.scores["heldout"].any() and scored.run["health"]["verdict"] == "unchecked"
-    np.testing.assert_array_equal(scored.scores["score"], scored.scores["oga_l2"])
+    column = detector_column(DEFAULT_DETECTOR)
+    np.testing.assert_array_equal(scored.scores["score"], scored.scores[column])
+    # The default is a trajectory score: without training it is the loaded model's value (the
+    # probability margin), and the run says so.
+    assert DETECTORS[DEFAULT_DETECTOR].trajectory
+    np.testing.assert_allclose(scored.scores[column], scored.scores["margin"], rtol=1e-5, atol=1e-6)
+    assert any("loaded, not trained" in n for n in scored.run["notices"])
 
 
 def test_analyze_records_nothing_until_asked(digits_analysis):

@@ -38,7 +38,7 @@ class CurationSettings:
     kinds: tuple[str, ...] = ("symmetric", "pair")
     rate: float = 0.2
     seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int | None = None  # None: the product default (12 for the small CNN)
+    epochs: int | None = None  # None: the default model's recipe
     budget: float = 0.05
 
     @classmethod
