@@ -174,7 +174,7 @@ DEFAULT_DETECTOR_WHY = (
     "The default, margin_tracin, sums each sample's probability margin over training with TracIn's "
     "learning-rate weights (the logit gradient's pull toward another class, at every epoch): a final-epoch "
     "gradient norm sees only the model that has already memorised wrong labels, and ranked them up to 0.11 "
-    "AUROC worse in oga's benchmark (docs/benchmarks.md)."
+    "AUROC worse in oga's benchmark (0.15 once the model memorises; docs/benchmarks.md)."
 )
 DEFAULT_BUDGET = 0.05
 BUDGET_HELP = "fraction of samples to flag (default 0.05, the paper's 5%)"
