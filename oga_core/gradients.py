@@ -87,6 +87,28 @@ class GradientStats:
                 )
 
 
+class _Rows:
+    """Per-batch results copied into one array of ``n`` rows, allocated at the first batch.
+
+    Why not a list of batch tensors joined at the end: each small kept tensor sits between the
+    freed activations of its batch and pins them in the allocator's heap, so resident memory grew
+    by 47 KB per sample with the cnn (4.5 GB at 100,000 samples for 0.5 KB of features each).
+    """
+
+    def __init__(self, n: int, dtype: type = np.float32) -> None:
+        self.n, self.dtype = n, dtype
+        self.array: np.ndarray | None = None
+
+    def put(self, lo: int, batch: torch.Tensor) -> None:
+        values = batch.detach().cpu().numpy()
+        if self.array is None:
+            self.array = np.empty((self.n, *values.shape[1:]), dtype=self.dtype)
+        self.array[lo : lo + len(values)] = values
+
+    def result(self) -> np.ndarray:
+        return self.array if self.array is not None else np.empty((0, 0), dtype=self.dtype)
+
+
 # -- last layer ------------------------------------------------------------------------------
 @torch.no_grad()
 def forward_pass(
@@ -101,14 +123,14 @@ def forward_pass(
     device = torch.device(device)
     model.eval().to(device)
     n = len(pixels)
-    feats, logits = [], []
+    feats, logits = _Rows(n), _Rows(n)
     for lo in range(0, n, batch_size):
         h = model.features(to_float(rows(pixels, slice(lo, lo + batch_size)), device))
-        feats.append(h.float().cpu())
-        logits.append(model.head(h).float().cpu())
+        feats.put(lo, h.float())
+        logits.put(lo, model.head(h).float())
         if progress:
             progress(min(lo + batch_size, n), n)
-    return ForwardOutputs(torch.cat(feats).numpy(), torch.cat(logits).numpy())
+    return ForwardOutputs(feats.result(), logits.result())
 
 
 # -- all layers ------------------------------------------------------------------------------
@@ -319,7 +341,8 @@ def all_layer_norms(
     handles = [module.register_forward_hook(make_hook(name, w, b)) for name, module, w, b in layers]
     n = len(pixels)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    feats, logits_out, l1_out, layer_sq_out, sketch_out = [], [], [], [], []
+    feats, logits_out = _Rows(n), _Rows(n)
+    l1_out, layer_sq_out, sketch_out = _Rows(n, np.float64), _Rows(n, np.float64), _Rows(n)
     try:
         for p in trainable:  # the hooks produce the per-sample gradients; autograd need not
             p.requires_grad_(False)
@@ -343,12 +366,12 @@ def all_layer_norms(
                     total_l1 += part.l1
                     if sketch_batch is not None:
                         sketch_batch += part.sketch_out
-            feats.append(h.detach().float().cpu())
-            logits_out.append(logits.detach().float().cpu())
-            layer_sq_out.append(torch.stack(layer_sq, 1).double().cpu())
-            l1_out.append(total_l1.double().cpu())
+            feats.put(lo, h.float())
+            logits_out.put(lo, logits.float())
+            layer_sq_out.put(lo, torch.stack(layer_sq, 1).double())
+            l1_out.put(lo, total_l1.double())
             if sketch_batch is not None:
-                sketch_out.append(sketch_batch.cpu())
+                sketch_out.put(lo, sketch_batch)
             done.clear()
             if progress:
                 progress(min(lo + batch_size, n), n)
@@ -358,16 +381,16 @@ def all_layer_norms(
         for p in trainable:
             p.requires_grad_(True)
         done.clear()
-    layer_sq_all = torch.cat(layer_sq_out).numpy()
+    layer_sq_all = layer_sq_out.result()
     return GradientStats(
         scope="all",
-        features=torch.cat(feats).numpy(),
-        logits=torch.cat(logits_out).numpy(),
-        l1=torch.cat(l1_out).numpy() if want_l1 else np.full(n, np.nan),
+        features=feats.result(),
+        logits=logits_out.result(),
+        l1=l1_out.result() if want_l1 else np.full(n, np.nan),
         l2=np.sqrt(layer_sq_all.sum(1)),
         layer_l2=np.sqrt(layer_sq_all),
         layer_names=[name for name, *_ in layers],
-        sketch=torch.cat(sketch_out).numpy() if sketch_out else None,
+        sketch=sketch_out.result() if sketch_out.array is not None else None,
     )
 
 
