@@ -288,3 +288,33 @@ def test_gradient_stats_scopes(cases):
     assert np.all(full.l2 > last.l2)  # the head is one part of all layers
     with pytest.raises(OgaError, match="unknown scope 'middle'"):
         gradient_stats(case.model, case.pixels, case.labels, scope="middle")
+
+
+_FORWARD_RSS = """
+import json, resource, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from oga_core.gradients import forward_pass
+from oga_core.models import build_model
+n = int(sys.argv[1])
+model = build_model("cnn", num_classes=10, in_channels=1, image_size=28)
+pixels = np.random.default_rng(0).integers(0, 256, (n, 1, 28, 28), dtype=np.uint8)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = forward_pass(model, pixels, batch_size=64)
+assert out.features.shape == (n, 128) and out.logits.shape == (n, 10)
+print(json.dumps({"grew_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}))
+"""
+
+
+def test_the_scoring_pass_keeps_memory_to_its_outputs():
+    """20,000 images through the default cnn: the pass may hold its outputs (10 MiB of features
+    and logits) and one batch's activations, not every batch's (47 KB a sample, about 900 MiB
+    here, when batch tensors were kept in a list and joined at the end)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FORWARD_RSS, "20000"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    grew = json.loads(done.stdout.strip().splitlines()[-1])["grew_mib"]
+    assert grew < 150, grew
