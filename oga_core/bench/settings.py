@@ -139,7 +139,9 @@ class SpeedSettings:
         ModelCase("cnn", (1, 28, 28), n=5000, n_loop=1000, n_vmap=1000, vmap_chunk=125),
         # ResNet-18 runs at ~20 ms per sample forward on one busy CPU core: 512 samples keep the CPU
         # part to minutes; the materialised all-layer path (L1 + sketch) is timed on 128 of them.
-        ModelCase("resnet18", (3, 32, 32), n=512, n_loop=128, n_vmap=32, vmap_chunk=16, n_all=128),
+        # The per-sample loop stacks every sample's 11 M-parameter gradient (45 MB each, twice
+        # while stacking): 64 samples, not 128, which took 22 GiB and the OOM killer with it.
+        ModelCase("resnet18", (3, 32, 32), n=512, n_loop=64, n_vmap=32, vmap_chunk=16, n_all=128),
     )
     repeats: int = 3
     batch_size: int = 256  # inference and last-layer scoring
