@@ -82,15 +82,16 @@ def results(analysis: Analysis) -> None:
             "data on the left whenever you are ready.",
             icon=":material/science:",
         )
-    cols = st.columns(6)
+    # Two rows of metrics: six in one row truncate their values in this half-width column.
+    cols = st.columns(4)
     cols[0].metric("Samples", f"{len(table):,}", help=f"{analysis.dataset.num_classes} classes")
     cols[1].metric("Flagged", f"{flagged:,}", f"top {config.budget:.1%}", delta_color="off")
-    cols[2].metric("Reviewed", f"{reviewed:,} of {flagged:,}")
-    runinfo.accuracy_metrics(run, cols[3:5])
+    cols[2].metric("Reviewed", f"{reviewed:,}", f"of {flagged:,} flagged", delta_color="off")
     hits = run.get("cache_hits", [])
-    cols[5].metric(
+    cols[3].metric(
         "Analysis time", f"{run['timings']['total']:.1f} s", "cached" if "train" in hits else None, delta_color="off"
     )
+    runinfo.accuracy_metrics(run, st.columns(2))
     runinfo.health_and_notices(run)
     if truth is not None and truth["flagged"]:
         st.markdown(
