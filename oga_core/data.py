@@ -58,6 +58,19 @@ class DecodeResult:
     unreadable: dict[int, str]
 
 
+def _hash_file(h: hashlib.blake2b, path: str | Path) -> None:
+    """Feed one file's size and content digest to a data fingerprint ``h``."""
+    try:
+        with open(path, "rb") as f:
+            # the size first: moving bytes between files changes the hash
+            h.update(os.fstat(f.fileno()).st_size.to_bytes(8, "little"))
+            h.update(stream_digest(f).encode())
+    except OSError as exc:
+        # decoding reports the file (and --skip-unreadable leaves it out); the fingerprint only
+        # has to differ from the one with the file present
+        h.update(f"\0unreadable:{type(exc).__name__}".encode())
+
+
 class LabeledImages:
     """A labelled image collection with stable string ids.
 
@@ -175,17 +188,7 @@ class LabeledImages:
                 h.update(np.ascontiguousarray(self._pixels).tobytes())
             else:
                 for i in range(len(self)):
-                    path = self.file_path(i)
-                    try:
-                        with open(path, "rb") as f:  # type: ignore[arg-type]
-                            size = os.fstat(f.fileno()).st_size
-                            # the size first: moving bytes between files changes the hash
-                            h.update(size.to_bytes(8, "little"))
-                            h.update(stream_digest(f).encode())
-                    except OSError as exc:
-                        # decoding reports the file (and --skip-unreadable leaves it out); the
-                        # fingerprint only has to differ from the one with the file present
-                        h.update(f"\0unreadable:{type(exc).__name__}".encode())
+                    _hash_file(h, self.file_path(i))  # type: ignore[arg-type]
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
@@ -766,12 +769,7 @@ class EncodedImages(LabeledImages):
             h.update(self.labels.tobytes())
             h.update(self.rows.tobytes())
             for path in self.container.files():
-                try:
-                    with open(path, "rb") as f:
-                        h.update(os.fstat(f.fileno()).st_size.to_bytes(8, "little"))
-                        h.update(stream_digest(f).encode())
-                except OSError as exc:
-                    h.update(f"\0unreadable:{type(exc).__name__}".encode())
+                _hash_file(h, path)
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 

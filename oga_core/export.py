@@ -332,11 +332,7 @@ def export_image_folder(
     counts: dict[str, int] = {}
     written: list[tuple[str, str, str, str, str]] = []
     used: set[str] = set()
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    except OSError as exc:
-        raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
+    work = _staging_folder(dest)
     try:
         for n, (sid, label, action) in enumerate(
             rows[["sample_id", "label", "action"]].itertuples(index=False), start=1
@@ -378,6 +374,16 @@ def export_image_folder(
 def _png_ready(im):
     """``im`` in a mode PNG can store (CMYK, YCbCr and the like become RGB)."""
     return im if im.mode in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16") else im.convert("RGB")
+
+
+def _staging_folder(dest: Path) -> Path:
+    """A new hidden folder beside ``dest`` to write an export into before it is installed (a
+    rename on the same filesystem); OgaError when it cannot be made."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    except OSError as exc:
+        raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
 
 
 def install_export(work: Path, dest: Path) -> None:
@@ -478,11 +484,7 @@ def export_hf(dataset: LabeledImages, manifest: pd.DataFrame, dest: Path, *, ove
                 names.append(None)
         tables = {"train": hfdata.image_table(images, names, labels.tolist(), ids)}
         features, single, info = hfdata.image_features(dataset.classes), True, {}
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    except OSError as exc:
-        raise OgaError(f"export to {dest} failed: {exc.strerror or exc}") from None
+    work = _staging_folder(dest)
     try:
         hfdata.write_save_to_disk(work, tables, features, single=single, info=info)
         install_export(work, dest)
