@@ -71,7 +71,9 @@ class ExactIndex:
         if k <= 0:
             return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
         qn = np.einsum("ij,ij->i", q, q)
-        rows = max(1, _BLOCK_FLOATS // max(len(q), q.shape[1]))  # bounds both the rows read and the distances
+        # Bounds both the rows read and the distance block; 4 x the queries because a block's
+        # distances come with temporaries and int64 indices of the same shape.
+        rows = max(1, _BLOCK_FLOATS // max(4 * len(q), q.shape[1]))
         best_i = np.zeros((len(q), 0), np.int64)
         best_d = np.zeros((len(q), 0), np.float32)
         for lo in range(0, n, rows):
@@ -80,8 +82,14 @@ class ExactIndex:
             if exclude is not None:
                 inside = (exclude >= lo) & (exclude < lo + len(block))
                 d2[np.flatnonzero(inside), exclude[inside] - lo] = np.inf
-            cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(lo, lo + len(block)), d2.shape)], axis=1)
-            cand_d = np.concatenate([best_d, d2.astype(np.float32)], axis=1)
+            # the block's own k best first: only those are merged with the best so far
+            if d2.shape[1] > k:
+                part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+                block_i, block_d = part + lo, np.take_along_axis(d2, part, 1)
+            else:
+                block_i, block_d = np.broadcast_to(np.arange(lo, lo + len(block)), d2.shape), d2
+            cand_i = np.concatenate([best_i, block_i], axis=1)
+            cand_d = np.concatenate([best_d, block_d.astype(np.float32)], axis=1)
             best_i, best_d = _smallest(cand_i, cand_d, k)
         # the expansion above loses digits to cancellation for close pairs: the chosen k exactly
         rows = np.unique(best_i)
