@@ -277,9 +277,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             _writable_dir(out)
         bars = _progress_bars(args.quiet) if world is None or world.leader else None
         analysis = analyze(config, progress=bars, workers=args.workers, world=world)
-    finally:
+    except BaseException:
         if world is not None:
-            distributed.stop()
+            distributed.stop(synchronise=False)
+        raise
+    if world is not None:
+        distributed.stop()
     if world is not None and not world.leader:
         return 0  # rank 0 records and writes the results; the others have nothing to say
     analysis.workspace.record(analysis)

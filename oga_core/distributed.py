@@ -16,6 +16,7 @@ line, and ``torchrun`` then stops the others, so nothing partial is recorded as 
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,6 +125,14 @@ def start(world: World, *, timeout_s: float = 1800) -> None:
     )
 
 
-def stop() -> None:
+def stop(*, synchronise: bool = True) -> None:
+    """Leave the process group. ``synchronise`` (after a run that succeeded on this rank): first
+    free what may still hold the group (a DDP wrapper in a reference cycle, freed after the group
+    is gone, aborted a rank with "terminate called without an active exception") and wait for the
+    other ranks, so no rank destroys the group while another still uses it. After a failure the
+    rank leaves at once: the others may never reach a barrier."""
     if dist.is_initialized():
+        if synchronise:
+            gc.collect()
+            dist.barrier()
         dist.destroy_process_group()
