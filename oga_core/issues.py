@@ -54,7 +54,7 @@ from oga_core.lastlayer import Trajectory, softmax
 from oga_core.neighbors import ExactIndex, knn_graph
 
 ISSUES = options.names(options.ISSUE_TYPES)  # in the order the rules apply
-COLUMNS = ("issue", "duplicate_of")
+COLUMNS = options.ISSUE_COLUMNS
 CONFIDENT = 0.5
 AMBIGUOUS_MARGIN = 0.2
 OUTLIER_Z = 4.0

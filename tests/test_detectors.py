@@ -140,6 +140,7 @@ def test_detector_columns():
         "margin_traj",
         "oga_l2n_tracin",
         "margin_tracin",
+        "margin_adaptive",
         "aum",
     ]
     with pytest.raises(OgaError, match="unknown detector 'l3'"):

@@ -16,14 +16,10 @@ def _module_name(path: Path) -> str:
 
 
 def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, at any depth, except under ``if TYPE_CHECKING:`` (never run)."""
+    """Every module ``path`` imports, at any depth, type-only imports (``if TYPE_CHECKING:``)
+    included: a cycle through a type annotation is still a cycle between two ideas."""
     tree = ast.parse(path.read_text())
-    skipped = {
-        id(n)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING"
-        for n in ast.walk(node)
-    }
+    skipped: set[int] = set()
     found: set[str] = set()
     package = _module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module_name(path)
     for node in ast.walk(tree):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -14,6 +18,7 @@ from oga_core.models import MODELS, Classifier, build_model, load_checkpoint, re
 FEATURE_DIMS = {
     "cnn": 128,
     "small_cnn": 128,
+    "photo_resnet": 128,
     "resnet18": 512,
     "resnet34": 512,
     "resnet50": 2048,
@@ -52,8 +57,8 @@ def test_seed_fixes_initial_weights_without_touching_global_rng():
 
 
 def test_unknown_model():
-    with pytest.raises(ModelError, match="unknown model 'vgg11'"):
-        build_model("vgg11", num_classes=2, in_channels=3, image_size=32)
+    with pytest.raises(ModelError, match="unknown model 'vgg_eleven'"):
+        build_model("vgg_eleven", num_classes=2, in_channels=3, image_size=32)
 
 
 def test_normalization_is_applied_and_stored():
@@ -167,3 +172,31 @@ def test_file_digest(tmp_path):
     (tmp_path / "b").write_bytes(b"x" * 3_000_000)
     (tmp_path / "c").write_bytes(b"x" * 2_999_999 + b"y")
     assert file_digest(tmp_path / "a") == file_digest(tmp_path / "b") != file_digest(tmp_path / "c")
+
+
+def test_any_torchvision_architecture_builds_with_its_classifier_as_the_head():
+    """--model accepts torchvision's classification architectures by name: the last Linear layer
+    becomes oga's head, and torchvision's own state dict keys load into it."""
+    import torchvision.models as tvm
+
+    model = build_model("mobilenet_v3_small", num_classes=5, in_channels=3, image_size=32, seed=0).eval()
+    assert model.head.out_features == 5 and model.head.in_features == 1024
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 5)
+    state = tvm.mobilenet_v3_small(weights=None, num_classes=5).state_dict()  # classifier.3 is its last layer
+    path = Path(tempfile.mkdtemp()) / "mobilenet.pth"
+    torch.save(state, path)
+    assert load_checkpoint(model, path) is False
+    assert torch.equal(model.head.weight, state["classifier.3.weight"])
+    with pytest.raises(ModelError, match="reads 3-channel"):
+        build_model("mobilenet_v3_small", num_classes=5, in_channels=1, image_size=32)
+
+
+def test_auto_model_follows_the_colour_of_the_data():
+    from oga_core import options
+    from oga_core.pipeline import is_colour
+
+    assert options.auto_model(colour=True) == "photo_resnet" and options.auto_model(colour=False) == "cnn"
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(0, 256, (20, 1, 8, 8), dtype=np.uint8), 3, axis=1)  # grey files read as RGB
+    assert not is_colour(grey) and is_colour(rng.integers(0, 256, (20, 3, 8, 8), dtype=np.uint8))
+    assert not is_colour(grey[:, :1])

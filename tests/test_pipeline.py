@@ -289,3 +289,50 @@ def test_decisions_follow_the_data_when_a_file_is_added(tmp_path, make_images, c
     assert after != before
     assert Workspace(after).decisions().table().empty
     assert len(Workspace(before).decisions().table()) == 2  # the earlier workspace is untouched
+
+
+def test_default_follows_the_final_margin_after_one_epoch():
+    """Issue 16's case: one epoch of digits with 10% flips. The trajectory of a first epoch is a
+    half-trained model's guesses (margin_tracin ~0.97 AUROC); the default must stay within 0.005
+    of the final model's margin (~0.997), and it does so by reading memorisation off the held-out part."""
+    from sklearn.metrics import roc_auc_score
+
+    analysis = analyze(AnalysisConfig(noise=0.1, epochs=1))
+    s, truth = analysis.scores, analysis.noise.noisy
+    auroc = {c: roc_auc_score(truth, s[c]) for c in ("margin", "margin_tracin", "score")}
+    assert analysis.config.detector == "adaptive" and auroc["score"] >= auroc["margin"] - 0.005, auroc
+    assert auroc["margin_tracin"] < auroc["margin"] - 0.01, auroc  # the case is real: the trajectory alone loses
+
+
+def test_blend_weight_moves_to_the_trajectory_with_memorisation():
+    """The blend is the final margin for a model that fits training as it fits unseen data, the
+    trajectory for one that fits every training label, linear between."""
+    from oga_core import detectors
+    from oga_core.gradients import GradientStats
+    from oga_core.lastlayer import TRAJECTORY_FIELDS, Trajectory
+
+    n, k = 200, 4
+    labels = np.arange(n) % k
+    trained = np.arange(n) >= 40
+
+    def inputs(train_correct: float, held_correct: float) -> detectors.ScoreInputs:
+        logits = np.zeros((n, k), dtype=np.float32)
+        right = np.zeros(n, dtype=bool)
+        for part, share in ((np.flatnonzero(trained), train_correct), (np.flatnonzero(~trained), held_correct)):
+            right[part[: int(round(len(part) * share))]] = True
+        logits[np.arange(n), np.where(right, labels, (labels + 1) % k)] = 5.0
+        stats = GradientStats("last", np.ones((n, 3), np.float32), logits, np.ones(n), np.ones(n))
+        traj = Trajectory(np.zeros((2, n, len(TRAJECTORY_FIELDS)), np.float32), np.array([1.0, 0.5]), trained)
+        return detectors.ScoreInputs(stats, labels, 0, traj)
+
+    assert detectors.blend_weight(inputs(0.7, 0.7)) == 0.0  # no memorisation: the final model
+    assert detectors.blend_weight(inputs(1.0, 0.5)) == 1.0  # fits every training label: the trajectory
+    half = detectors.memorisation(inputs(0.75, 0.5))
+    assert abs(half - 0.5) < 0.02 and 0.4 < detectors.blend_weight(inputs(0.75, 0.5)) < 0.6
+    no_holdout = dataclasses.replace(
+        inputs(0.7, 0.7),
+        trajectory=Trajectory(
+            np.zeros((2, n, len(TRAJECTORY_FIELDS)), np.float32), np.array([1.0, 0.5]), np.ones(n, bool)
+        ),
+    )
+    assert detectors.memorisation(no_holdout) is None and detectors.blend_weight(no_holdout) == 1.0
