@@ -60,6 +60,11 @@ COLUMNS: tuple[Column, ...] = (
     _detector("el2n_traj", "EL2N, mean over epochs", scope="last"),
     _detector("margin_traj", "probability margin, mean over epochs", scope="last"),
     _detector("aum", "AUM (Pleiss et al. 2020): logit margin, mean over epochs", scope="last"),
+    _detector(
+        "margin_adaptive",
+        "final margin while the model has not memorised (held-out part), TracIn margin once it has, blended",
+        scope="last",
+    ),
     # cleanlab on 5-fold out-of-sample probabilities of the same model and recipe
     Column("cleanlab_sc", "cleanlab, 1 - self_confidence label quality", "baseline", "peer", "cleanlab_sc"),
     Column("cleanlab_nm", "cleanlab, 1 - normalized_margin label quality", "baseline", "peer", "cleanlab_nm"),

@@ -49,10 +49,20 @@ from oga_core.bench.common import log, machine_info, now_iso
 from oga_core.bench.markdown import code, fmt_mean_std, table
 from oga_core.bench.peers import PEERS, PeerInputs, cleanlab_issues
 from oga_core.bench.settings import QualitySettings
-from oga_core.bench.training import Split, accuracy, cross_val_probs, fit, noisy_labels, predict_probs, split_data
+from oga_core.bench.training import (
+    Split,
+    accuracy,
+    cross_val_probs,
+    features_split,
+    fit,
+    noisy_labels,
+    predict_probs,
+    split_data,
+)
 from oga_core.detectors import DETECTORS, ScoreInputs, on_trained_scale, score_columns
 from oga_core.evaluate import detection_metrics
 from oga_core.gradients import gradient_stats
+from oga_core.options import DEFAULT_DETECTOR
 
 RUN_SCHEMA = 2  # the keys of one run dict (see run_setting); bump when they change
 # Keys of one run's "metrics" entry per column.
@@ -79,7 +89,10 @@ def _metrics(scores: pd.DataFrame, truth: np.ndarray, budget: float) -> dict[str
 
 
 def dataset_label(source: str, regime: str, factor: float) -> str:
-    """The run's ``dataset`` as the tables show it: the memorising regime is its own data set."""
+    """The run's ``dataset`` as the tables show it: the memorising and pretrained-features regimes
+    are data sets of their own."""
+    if regime == "features":
+        return f"{source} frozen features"
     return source if regime == "usual" else f"{source} x{factor:g} epochs"
 
 
@@ -228,6 +241,7 @@ def run_quality(
         "measured_at": now_iso(),
         "runs": [],
         "complete": False,
+        "default_detector": DEFAULT_DETECTOR,
     }
     done = {}
     # Resume an interrupted run of the same settings; a completed one is measured afresh.
@@ -241,6 +255,7 @@ def run_quality(
     part["grid"] = [[dataset_label(d, r, settings.memorise_factor), k, rate, seed] for d, r, k, rate, seed in grid]
     todo = grid[shard[0] :: shard[1]]
     splits: dict[str, Split] = {}
+    backbones: dict[str, dict[str, float]] = {}
     plain: dict[tuple[str, str], float] = {}
     started = time.perf_counter()
     fresh = 0
@@ -254,6 +269,12 @@ def run_quality(
                 source, test_fraction=settings.test_fraction, seed=settings.split_seed, max_samples=settings.max_samples
             )
         split = splits[source]
+        if regime == "features":
+            if label not in splits:
+                splits[label], backbones[label] = features_split(
+                    settings, split, device=device, seed=settings.split_seed
+                )
+            split = splits[label]
         run = run_setting(settings, split, source=source, regime=regime, kind=kind, rate=rate, seed=seed, device=device)
         if (source, regime) not in plain:
             # Once per data set and regime, right after a run (warm, as that run's training was):
@@ -271,13 +292,15 @@ def run_quality(
             )
             plain[(source, regime)] = bare.seconds
         run["seconds"]["train_plain"] = round(plain[(source, regime)], 3)
+        if regime == "features":
+            run["backbone"] = backbones[label]
         part["runs"].append(run)
         fresh += 1
         left = (time.perf_counter() - started) / fresh * (len(todo) - i - 1)
         m = run["metrics"]
         log(
             f"quality {i + 1}/{len(todo)}: {label} {kind} {rate:.0%} seed {seed}: AUROC "
-            f"margin_tracin {m['margin_tracin']['auroc']:.3f}, aum {m['aum']['auroc']:.3f}, "
+            f"margin_adaptive {m['margin_adaptive']['auroc']:.3f}, margin_tracin {m['margin_tracin']['auroc']:.3f}, aum {m['aum']['auroc']:.3f}, "
             f"cleanlab_nm {m['cleanlab_nm']['auroc']:.3f}, margin {m['margin']['auroc']:.3f} "
             f"({run['seconds']['total']:.0f} s; about {left / 60:.0f} min left)"
         )
@@ -432,19 +455,20 @@ def cost_multiples(part: dict[str, Any]) -> dict[str, float]:
     return {k: float(np.median(v)) for k, v in out.items()}  # the median: robust to a busy machine
 
 
-def render(part: dict[str, Any] | None, *, plot_name: str | None) -> str:
-    """The "Detection quality" section; ``plot_name`` is the AUROC figure beside the page, if any."""
+def render(part: dict[str, Any] | None, *, plot_name: str | None, title: str = "Detection quality") -> str:
+    """The "Detection quality" section (``title``: the photo part's is its own); ``plot_name`` is
+    the AUROC figure beside the page, if any."""
     if not part or not part.get("runs"):
-        return "## Detection quality\n\nNot measured in this run.\n"
+        return f"## {title}\n\nNot measured in this run.\n"
     schemas = {r.get("schema") for r in part["runs"]}
     if schemas != {RUN_SCHEMA}:
         return (
-            "## Detection quality\n\nThe stored results were measured by an earlier oga (run schema "
+            f"## {title}\n\nThe stored results were measured by an earlier oga (run schema "
             f"{', '.join(map(str, sorted(s for s in schemas if s is not None)))}); run `oga bench --parts quality` "
             "to measure them again.\n"
         )
     costs = cost_multiples(part)
-    out = ["## Detection quality", "", *_method(part)]
+    out = [f"## {title}", "", *_method(part)]
     out += ["### The default ranking against its peers (computed from the AUROC table below)", ""]
     out += verdicts.goal_lines(part, costs)
     out += ["", "### Every score against the same goal", ""]
@@ -557,14 +581,16 @@ def plot(part: dict[str, Any], path: Path) -> bool:
 
 
 # -- README ----------------------------------------------------------------------------------
-def headline(part: dict[str, Any] | None) -> list[str]:
-    """README's quality lines: the goal verdict and the mean AUROC per column."""
+def headline(part: dict[str, Any] | None, *, prefix: str = "") -> list[str]:
+    """README's quality lines: the goal verdict and the mean AUROC per column (``prefix``: what
+    the part is, e.g. "Colour photos: ")."""
     if not part or not part.get("runs") or {r.get("schema") for r in part["runs"]} != {RUN_SCHEMA}:
         return []
     settings = settings_in_order(part)
     auroc = mean_over_settings(stats(part, metric_value("auroc"), NAMES), settings, NAMES)
+    goal = verdicts.goal_lines(part, cost_multiples(part), short=True)
     return [
-        *verdicts.goal_lines(part, cost_multiples(part), short=True),
-        f"- Detection of flipped labels, AUROC averaged over {len(settings)} settings "
+        *[f"- {prefix}{line[2:]}" for line in goal],
+        f"- {prefix}Detection of flipped labels, AUROC averaged over {len(settings)} settings "
         f"({len(part['runs'])} runs): " + ", ".join(f"{code(c)} {v:.3f}" for c, v in verdicts.ranked(auroc)) + ".",
     ]

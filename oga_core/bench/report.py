@@ -32,7 +32,7 @@ def _machine_rows(results: dict[str, Any]) -> list[list[str]]:
     """One row per measured part: when, on what CPU/GPU, with how many threads, under what load."""
     rows = []
     items = (
-        [("quality", results.get("quality"))]
+        [("quality", results.get("quality")), ("photos", results.get("photos"))]
         + [(f"speed ({d})", p) for d, p in results.get("speed", {}).items()]
         + [("scaling", results.get("scaling")), ("app", results.get("app"))]
     )
@@ -95,6 +95,10 @@ def render(results: dict[str, Any], *, plot_name: str | None, json_name: str) ->
     """The whole markdown page; ``plot_name`` is the AUROC figure beside it (None: no figure)."""
     body = [
         quality.render(results.get("quality"), plot_name=plot_name),
+    ]
+    if results.get("photos"):  # a page without the photo part is the same page as before it existed
+        body.append(quality.render(results["photos"], plot_name=None, title="Detection quality on colour photos"))
+    body += [
         speed.render(results.get("speed")),
         scaling.render(results.get("scaling")),
     ]
@@ -128,6 +132,7 @@ def headline(results: dict[str, Any], report_link: str) -> str:
     """The short block README quotes: a few numbers per part, each from the results JSON."""
     lines = [f"Measured by `oga bench` (full tables, machine and method: [{report_link}]({report_link})):", ""]
     lines += quality.headline(results.get("quality"))
+    lines += quality.headline(results.get("photos"), prefix="Colour photos: ")
     lines += speed.headline(results.get("speed"))
     lines += scaling.headline(results.get("scaling"))
     lines += app.headline(results.get("app"))

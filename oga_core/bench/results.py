@@ -16,7 +16,7 @@ from oga_core.errors import OgaError
 from oga_core.store import read_json
 
 SCHEMA = 1  # the file's layout; the quality runs carry their own (quality.RUN_SCHEMA)
-PARTS = ("quality", "speed", "scaling", "app")
+PARTS = ("quality", "photos", "speed", "scaling", "app")
 
 
 def json_path_for(out: Path) -> Path:
@@ -64,16 +64,17 @@ def merge_results(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]
         raise OgaError(
             f"cannot merge {other.get('mode')} results into {into.get('mode')} results (run both in the same mode)"
         )
-    mine, theirs = into.get("quality"), other.get("quality")
-    if mine and theirs and mine.get("signature") == theirs.get("signature") and mine.get("runs"):
-        # shards of one grid (``--shard``): the union of their runs, in grid order
-        keys = {_run_key(r) for r in theirs["runs"]}
-        runs = [r for r in mine["runs"] if _run_key(r) not in keys] + theirs["runs"]
-        order = {tuple(key): i for i, key in enumerate(mine.get("grid") or theirs.get("grid") or [])}
-        runs.sort(key=lambda r: order.get(_run_key(r), len(order)))
-        into["quality"] = {**theirs, "runs": runs, "complete": bool(order) and len(runs) >= len(order)}
-    elif theirs:
-        into["quality"] = theirs
+    for key in ("quality", "photos"):
+        mine, theirs = into.get(key), other.get(key)
+        if mine and theirs and mine.get("signature") == theirs.get("signature") and mine.get("runs"):
+            # shards of one grid (``--shard``): the union of their runs, in grid order
+            keys = {_run_key(r) for r in theirs["runs"]}
+            runs = [r for r in mine["runs"] if _run_key(r) not in keys] + theirs["runs"]
+            order = {tuple(k): i for i, k in enumerate(mine.get("grid") or theirs.get("grid") or [])}
+            runs.sort(key=lambda r: order.get(_run_key(r), len(order)))
+            into[key] = {**theirs, "runs": runs, "complete": bool(order) and len(runs) >= len(order)}
+        elif theirs:
+            into[key] = theirs
     for name in ("scaling", "app"):
         if other.get(name):
             into[name] = other[name]

@@ -1,6 +1,6 @@
 """``oga bench``: what OGA is for, measured — detection quality, speed and memory, scaling.
 
-    oga bench [--quick] [--parts quality,speed,scaling,app] [--device auto|cpu|cuda] [--out FILE.md]
+    oga bench [--quick] [--parts quality,photos,speed,scaling,app] [--device auto|cpu|cuda] [--out FILE.md]
     oga bench --merge OTHER.json [--out FILE.md]
     oga bench --render [--out FILE.md]
 
@@ -30,7 +30,7 @@ from typing import Any
 
 from oga_core.errors import OgaError
 
-PARTS = ("quality", "speed", "scaling", "app")
+PARTS = ("quality", "photos", "speed", "scaling", "app")
 DEFAULT_OUT = Path("oga-bench/benchmarks.md")
 
 
@@ -147,6 +147,17 @@ def run(
 
         grid = QualitySettings.for_run(quick=quick)
         results["quality"] = run_quality(grid, dev, previous=results.get("quality"), checkpoint=checkpoint, shard=shard)
+        save()
+    if "photos" in parts:
+
+        def photo_checkpoint(part: dict[str, Any]) -> None:
+            results["photos"] = part
+            save()
+
+        grid = QualitySettings.photos(quick=quick)
+        results["photos"] = run_quality(
+            grid, dev, previous=results.get("photos"), checkpoint=photo_checkpoint, shard=shard
+        )
         save()
     if "speed" in parts:
         cases = SpeedSettings.for_run(quick=quick, device_type=dev.type)

@@ -41,6 +41,12 @@ class QualitySettings:
     memorise_kinds: tuple[str, ...] = ("pair", "lookalike")
     memorise_seeds: tuple[int, ...] = (0,)
     memorise_factor: float = 3.0
+    # The pretrained-features regime (photos): a backbone trained on half the training part's clean
+    # labels, frozen; a linear head on the other half's features (``training.features_split``).
+    features_datasets: tuple[str, ...] = ()
+    features_kinds: tuple[str, ...] = ()
+    features_rates: tuple[float, ...] = ()
+    features_seeds: tuple[int, ...] = ()
     model: str = "cnn"
     epochs: int | None = None
     holdout: float = 0.1
@@ -69,6 +75,48 @@ class QualitySettings:
             folds=3,
         )
 
+    @classmethod
+    def photos(cls, *, quick: bool) -> QualitySettings:
+        """The photo grid (``oga bench --parts photos``): real CIFAR-10 photos and colour emoji,
+        the product's automatic model (``photo_resnet`` for colour) from scratch, and on CIFAR a
+        frozen pretrained backbone with a linear head. Sized for two CPU cores: the from-scratch
+        runs (seven trainings each, with cleanlab's five folds) at 20% of each kind on one seed;
+        the features runs (seconds each) at 10/20/40% of every kind on three seeds. Quick: one
+        features run of few epochs."""
+        if quick:
+            return cls(
+                datasets=(),
+                kinds=(),
+                rates=(),
+                seeds=(),
+                overrides=(),
+                memorise_rates=(),
+                memorise_kinds=(),
+                memorise_seeds=(),
+                features_datasets=("photos:cifar10-3k",),
+                features_kinds=("human",),
+                features_rates=(0.2,),
+                features_seeds=(0,),
+                model="auto",
+                epochs=3,
+                folds=3,
+            )
+        return cls(
+            datasets=("photos:cifar10-3k", "demo:emoji"),
+            kinds=("symmetric", "pair", "human"),
+            rates=(0.2,),
+            seeds=(0,),
+            overrides=(("demo:emoji", ("symmetric", "human"), (0.2,)),),
+            memorise_rates=(),
+            memorise_kinds=(),
+            memorise_seeds=(),
+            features_datasets=("photos:cifar10-3k",),
+            features_kinds=("symmetric", "pair", "human"),
+            features_rates=(0.1, 0.2, 0.4),
+            features_seeds=(0, 1, 2),
+            model="auto",
+        )
+
     def noise_of(self, dataset: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
         """The noise kinds and rates ``dataset`` is run at."""
         for name, kinds, rates in self.overrides:
@@ -79,7 +127,16 @@ class QualitySettings:
     def grid(self) -> list[tuple[str, str, str, float, int]]:
         """Every (data set, regime, kind, rate, seed) in run order: the usual regime first."""
         out = []
-        for regime in ("usual", "memorise"):
+        for regime in ("usual", "memorise", "features"):
+            if regime == "features":
+                out += [
+                    (d, regime, k, r, s)
+                    for d in self.features_datasets
+                    for k in self.features_kinds
+                    for r in self.features_rates
+                    for s in self.features_seeds
+                ]
+                continue
             for d in self.datasets:
                 kinds, rates = self.noise_of(d)
                 if regime == "memorise":
@@ -108,6 +165,10 @@ class QualitySettings:
                 "memorise_rates",
                 "memorise_kinds",
                 "memorise_seeds",
+                "features_datasets",
+                "features_kinds",
+                "features_rates",
+                "features_seeds",
             )
         }
 

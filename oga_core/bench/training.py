@@ -7,19 +7,21 @@ Pixels are uint8 ``(N, C, H, W)``; labels int64 ``(N,)``; probabilities float64 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from oga_core import demos, health
+from oga_core import demos, health, options
+from oga_core.bench import photos
 from oga_core.bench.settings import QualitySettings
 from oga_core.config import AnalysisConfig
 from oga_core.data import load_source
 from oga_core.gradients import forward_pass
 from oga_core.lastlayer import Trajectory, softmax
-from oga_core.models import Classifier, build_model
+from oga_core.models import Classifier, FeatureHead, build_model
 from oga_core.noise import NoisyLabels, flip_labels
 from oga_core.train import channel_stats, train
 
@@ -41,7 +43,7 @@ def split_data(source: str, *, test_fraction: float, seed: int, max_samples: int
     first); the same ``seed``, the same split."""
     from sklearn.model_selection import train_test_split  # lazy: sklearn.model_selection is slow to import
 
-    ds = load_source(source)
+    ds = load_source(photos.resolve(source))
     px, labels = np.asarray(ds.decode().pixels), ds.labels
     idx = np.arange(len(ds))
     if len(idx) > max_samples:
@@ -53,9 +55,12 @@ def split_data(source: str, *, test_fraction: float, seed: int, max_samples: int
 
 
 def noisy_labels(source: str, labels: np.ndarray, classes: int, *, kind: str, rate: float, seed: int) -> NoisyLabels:
-    """The run's label flips; ``lookalike`` sends a shape to its look-alike class."""
+    """The run's label flips; ``lookalike`` sends a shape to its look-alike class, ``human`` a
+    photo to the class people confuse it with (``photos.HUMAN_FLIPS``)."""
     if kind == "lookalike":
         return flip_labels(labels, classes, rate=rate, kind="pair", seed=seed, mapping=demos.LOOKALIKE)
+    if kind == "human":
+        return flip_labels(labels, classes, rate=rate, kind="pair", seed=seed, mapping=photos.HUMAN_FLIPS[source])
     return flip_labels(labels, classes, rate=rate, kind=kind, seed=seed)
 
 
@@ -86,13 +91,31 @@ def fit(
     """A fresh model (initialised by ``seed``) trained by the product's recipe on ``px, y``,
     ``factor`` times the recipe's epochs; the samples the product would hold out (by ``ids``) are
     held out. Final epoch, no early stopping."""
-    config = AnalysisConfig(model=settings.model, epochs=settings.epochs)
-    recipe = config.recipe()
+    features = px.ndim == 2  # a frozen backbone's features (N, D): a linear head is trained on them
+    if features:
+        recipe = (
+            options.HEAD_RECIPE
+            if settings.epochs is None
+            else dataclasses.replace(options.HEAD_RECIPE, epochs=settings.epochs)
+        )
+    else:
+        model_name = settings.model
+        if model_name == options.AUTO_MODEL:
+            model_name = options.auto_model(colour=px.shape[1] == 3)
+        config = AnalysisConfig(model=model_name, epochs=settings.epochs)
+        recipe = config.recipe()
     holdout = health.holdout_mask(ids, settings.holdout) if ids is not None else np.zeros(len(y), dtype=bool)
-    epochs = max(1, int(round(config.resolved_epochs(int((~holdout).sum())) * factor)))
-    c, h, _ = px.shape[1:]
-    model = build_model(settings.model, num_classes=classes, in_channels=c, image_size=h, seed=seed)
-    model.set_normalization(*channel_stats(px))
+    epochs = max(1, int(round(recipe.epochs_for(int((~holdout).sum())) * factor)))
+    if features:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model: Classifier = FeatureHead(px.shape[1], classes)
+        x = torch.from_numpy(px[~holdout])
+        model.set_normalization(x.mean(0), x.std(0))
+    else:
+        c, h, _ = px.shape[1:]
+        model = build_model(model_name, num_classes=classes, in_channels=c, image_size=h, seed=seed)
+        model.set_normalization(*channel_stats(px))
     start = time.perf_counter()
     result = train(
         model,
@@ -106,6 +129,7 @@ def fit(
         device=device,
         holdout=holdout,
         record_trajectory=record,
+        augment=recipe.augment,
     )
     return Fitted(model, result.trajectory, holdout, epochs, time.perf_counter() - start)
 
@@ -140,3 +164,43 @@ def cross_val_probs(
         fold = fit(settings, px[tr], given[tr], classes=classes, seed=seed, device=device, factor=factor, record=False)
         probs[ho] = predict_probs(fold.model, px[ho], device)
     return probs
+
+
+def features_split(
+    settings: QualitySettings, split: Split, *, device: torch.device, seed: int = 0
+) -> tuple[Split, dict[str, float]]:
+    """The pretrained-features regime's data: the training part halved (stratified, ``seed``);
+    the product's default model is trained on the first half's CLEAN labels, as a network
+    pretrained on other photos of the same kind would be, and frozen; the second half and the
+    test split become its features ``(N, D)``, on which the noise is put and a linear head
+    trained. Returns the split and what the backbone is (its accuracy on the test split, seconds)."""
+    from sklearn.model_selection import train_test_split  # lazy: sklearn.model_selection is slow to import
+
+    idx = np.arange(len(split.train_y))
+    pre, rest = train_test_split(idx, test_size=0.5, stratify=split.train_y, random_state=seed)
+    pre, rest = np.sort(pre), np.sort(rest)
+    backbone = fit(
+        settings,
+        split.train_px[pre],
+        split.train_y[pre],
+        classes=split.num_classes,
+        seed=seed,
+        device=device,
+        record=False,
+    )
+    about = {
+        "backbone_samples": int(len(pre)),
+        "backbone_test_accuracy": accuracy(backbone.model, split.test_px, split.test_y, device),
+        "backbone_seconds": round(backbone.seconds, 2),
+    }
+    train_features = forward_pass(backbone.model, split.train_px[rest], device=device).features
+    test_features = forward_pass(backbone.model, split.test_px, device=device).features
+    out = Split(
+        train_features,
+        split.train_y[rest],
+        test_features,
+        split.test_y,
+        split.num_classes,
+        [split.train_ids[i] for i in rest],
+    )
+    return out, about

@@ -15,7 +15,6 @@ from oga_core.bench.aggregate import stats as seed_stats
 from oga_core.bench.columns import COLUMNS, FAMILY, FINAL_EPOCH, GOAL_PEERS, NAMES, of_family
 from oga_core.bench.markdown import fmt_ratio, table
 from oga_core.detectors import DETECTORS, detector_column
-from oga_core.options import DEFAULT_DETECTOR
 
 # -- quality ---------------------------------------------------------------------------------
 # Who may be the best of a setting (bold): the scores; random only calibrates.
@@ -70,6 +69,13 @@ def gap_cells(table: Stats, settings: list[Setting], columns: tuple[str, ...]) -
     return cells
 
 
+def default_column(part: dict[str, Any]) -> tuple[str, str]:
+    """(detector, column) of the default ranking when ``part`` was measured: results from before
+    the default was recorded were measured with ``margin_tracin`` as the default."""
+    detector = part.get("default_detector", "margin_tracin")
+    return detector, detector_column(detector)
+
+
 def _beaten_lines(
     metric: str,
     table: Stats,
@@ -78,11 +84,11 @@ def _beaten_lines(
     rivals: tuple[str, ...],
     *,
     seeds: int,
+    default: str,
 ) -> list[str]:
     """For every OGA score together, and for the default detector's column alone: the rivals whose
     mean beats it in some setting, how often, how often by more than a seed std, the largest gap."""
     lines = []
-    default = detector_column(DEFAULT_DETECTOR)
     for reference, label in ((oga_cols, "every OGA score"), ((default,), f"`{default}` (the default)")):
         beaten: dict[str, list[tuple[float, bool, str]]] = {}
         for s in settings:
@@ -119,7 +125,7 @@ def quality_losses(part: dict[str, Any]) -> list[str]:
     for metric, key in LOSS_METRICS:
         oga, rivals = of_family(NAMES, "oga"), of_family(NAMES, *LOSS_RIVALS)
         table = seed_stats(part, metric_value(key), oga + rivals)
-        lines += _beaten_lines(metric, table, settings, oga, rivals, seeds=seeds)
+        lines += _beaten_lines(metric, table, settings, oga, rivals, seeds=seeds, default=default_column(part)[1])
     return lines
 
 
@@ -128,6 +134,20 @@ GOAL_SHARE = 0.8  # AUROC >= every peer's in at least this share of the usual se
 GOAL_DEFICIT = 0.01  # ... and never more than this below the best peer
 GOAL_COST = 1.2  # ... at most this many training runs
 GOAL_MEMORISE = 0.05  # in the memorising regime, at least this far above the final model's scores
+GOAL_FINAL = 0.005  # in every setting, at most this far below the best of final margin / EL2N / loss (issue 16)
+
+
+def final_shortfall(part: dict[str, Any], column: str) -> float | None:
+    """The largest shortfall of ``column``'s mean AUROC below the best of the final model's
+    margin, EL2N and loss, over every setting of ``part`` (None: not measured)."""
+    finals = ("margin", "el2n", "loss")
+    table = seed_stats(part, metric_value("auroc"), (column, *finals))
+    gaps = [
+        max(table[(s, f)][0] for f in finals if (s, f) in table) - table[(s, column)][0]
+        for s in settings_in_order(part)
+        if (s, column) in table and any((s, f) in table for f in finals)
+    ]
+    return max(gaps) if gaps else None
 
 
 @dataclass(frozen=True)
@@ -191,7 +211,7 @@ def _mark(ok: bool | None) -> str:
 
 def goal_lines(part: dict[str, Any], costs: dict[str, float], *, short: bool = False) -> list[str]:
     """The default detector's column against the goal, in words."""
-    column = detector_column(DEFAULT_DETECTOR)
+    detector, column = default_column(part)
     if column not in NAMES:
         return [f"- The default detector's column `{column}` is not measured here."]
     goal = goal_of(part, column, costs)
@@ -204,20 +224,27 @@ def goal_lines(part: dict[str, Any], costs: dict[str, float], *, short: bool = F
         else "memorising regime not measured"
     )
     text = (
-        f"- Default ranking `{column}` (detector `{DEFAULT_DETECTOR}`): AUROC at least every peer's "
+        f"- Default ranking `{column}` (detector `{detector}`): AUROC at least every peer's "
         f"({', '.join(f'`{p}`' for p in GOAL_PEERS)}) in {goal.wins} of {goal.settings} settings "
         f"(goal {GOAL_SHARE:.0%}){_mark(met['share'])}; at most {max(goal.deficit, 0):.3f} below the best "
         f"peer (goal {GOAL_DEFICIT}){_mark(met['deficit'])}; {cost}; {memorise}."
     )
+    final_gap = final_shortfall(part, column)
+    if final_gap is not None:
+        text += (
+            f" Over every setting at most {max(final_gap, 0):.3f} below the best of the final model's "
+            f"`margin`, `el2n` and `loss` (goal {GOAL_FINAL}){_mark(final_gap <= GOAL_FINAL)}."
+        )
     return [text] if short else [text, "", "The same numbers for every score are in the next table."]
 
 
 def goal_table(part: dict[str, Any], costs: dict[str, float]) -> str:
     """Every non-reference column against the goal, most wins first."""
     goals = [goal_of(part, c, costs) for c in NAMES if FAMILY[c] in BEST_FAMILIES]
+    goals = [g for g in goals if g.settings or g.memorise is not None]  # columns these runs measured
     goals.sort(key=lambda g: (-g.wins, g.deficit))
     rows = []
-    default = detector_column(DEFAULT_DETECTOR)
+    default = default_column(part)[1]
     for g in goals:
         met = g.met()
         rows.append(
