@@ -23,13 +23,15 @@ SOURCE_LABELS = labels(options.SOURCE_KINDS)
 DEMO_LABELS = labels(options.DEMOS)
 MODEL_LABELS = labels(options.MODELS)
 MODEL_HELP = {c.name: c.help for c in options.MODELS}
-SMALL_MODEL = options.DEFAULT_MODEL  # trains in about a minute on a CPU: the one a newcomer starts with
+SMALL_MODEL = options.DEFAULT_MODEL  # trains in minutes on a CPU: the one a newcomer starts with
 TRAINABLE = [m for m in names(options.MODELS) if m != SMALL_MODEL]
 MODEL_MODES = {
-    SMALL_MODEL: f"Train the {MODEL_LABELS[SMALL_MODEL]} (about a minute for 5,000 images on a CPU)",
+    SMALL_MODEL: "Train oga's default for the data (CNN for grayscale, Photo ResNet-8 for colour photos; minutes on a CPU)",
     "torchvision": "Train another architecture",
+    "weights": "Start from pretrained weights (a frozen backbone with a new head, or fine-tuned)",
     "checkpoint": "Load a checkpoint (weights only)",
 }
+BACKBONE_LABELS = labels(options.BACKBONES)
 DEMO_NOISE_PERCENT = round(state.DEMO_NOISE * 100)
 NOISE_PERCENT_MAX = 50
 
@@ -53,7 +55,7 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
     source, spec = _data(current)
     noise, noise_kind = _noise(current, source)
     st.subheader("Model")
-    mode, model, checkpoint, epochs = _model(current)
+    mode, model, checkpoint, epochs, weights, backbone = _model(current)
     st.subheader("Gradients")
     scope = st.radio(
         "Scope",
@@ -72,11 +74,15 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
         return None
     if mode == "checkpoint" and checkpoint is None:
         raise OgaError("Load a checkpoint: give its file path or upload it (or choose to train a model)")
+    if mode == "weights" and weights is None:
+        raise OgaError("Give the pretrained weights: a file path or an upload (or choose to train a model)")
     ranking = state.session_config()
     return AnalysisConfig(
         data=spec,
         model=model,
         checkpoint=checkpoint,
+        weights=weights,
+        backbone=backbone,
         epochs=epochs,  # None: the model's recipe (and the same cache entry as the demo's)
         scope=scope,
         detector=ranking.detector,
@@ -203,11 +209,13 @@ def _noise(current: AnalysisConfig, source: str) -> tuple[int, str]:
     return noise, noise_kind
 
 
-def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None]:
-    """``(mode, model, checkpoint, epochs)``; checkpoint None unless given, epochs None for the
-    model's recipe."""
+def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None, str | None, str]:
+    """``(mode, model, checkpoint, epochs, weights, backbone)``; checkpoint and weights None unless
+    given, epochs None for the recipe."""
     if current.checkpoint:
         mode_now = "checkpoint"
+    elif current.weights:
+        mode_now = "weights"
     else:
         mode_now = SMALL_MODEL if current.model == SMALL_MODEL else "torchvision"
     mode = st.radio(
@@ -219,7 +227,7 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None]:
         persist_state=SESSION,
         label_visibility="collapsed",
     )
-    checkpoint = None
+    checkpoint, weights, backbone = None, None, current.backbone
     if mode == SMALL_MODEL:
         model = SMALL_MODEL
     elif mode == "torchvision":
@@ -233,12 +241,41 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None]:
             help="\n\n".join(f"**{MODEL_LABELS[m]}**: {MODEL_HELP[m]}" for m in TRAINABLE),
         )
         st.caption(MODEL_HELP[model] + ". Training a ResNet on a CPU takes minutes per epoch on thousands of images.")
+    elif mode == "weights":
+        model = st.text_input(
+            "Architecture of the weights",
+            value=current.model if current.model != SMALL_MODEL else "resnet18_imagenet",
+            key=wkey("setup_weights_arch"),
+            persist_state=SESSION,
+            help="One of oga's models (photo_resnet, cnn, resnet18_imagenet, ...) or any torchvision "
+            "classification architecture by name (mobilenet_v3_small, efficientnet_b0, convnext_tiny, ...).",
+        ).strip()
+        path = st.text_input(
+            "Weights file",
+            value=current.weights or "",
+            key=wkey("setup_weights_path"),
+            persist_state=SESSION,
+            placeholder="/models/resnet18-f37072fd.pth  (a state dict or a checkpoint; never executed)",
+            help=options.WEIGHTS_HELP,
+        )
+        upload = st.file_uploader("… or upload it", type=["pt", "pth", "ckpt", "bin"], key=wkey("setup_weights_upload"))
+        weights = str(save_upload(upload, upload.name)) if upload is not None else path.strip() or None
+        backbones = list(names(options.BACKBONES))
+        backbone = st.radio(
+            "Train",
+            backbones,
+            index=backbones.index(current.backbone),
+            format_func=BACKBONE_LABELS.get,
+            key=wkey("setup_backbone"),
+            persist_state=SESSION,
+            captions=[c.help for c in options.BACKBONES],
+        )
     else:
         models = list(names(options.MODELS))
         model = st.selectbox(
             "Architecture of the checkpoint",
             models,
-            index=models.index(current.model),
+            index=models.index(current.model) if current.model in models else 0,
             format_func=MODEL_LABELS.get,
             key=wkey("setup_ckpt_arch"),
             persist_state=SESSION,
@@ -262,11 +299,11 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None]:
         current.epochs if mode == mode_now else None,
         key=wkey(f"setup_epochs_{mode}"),
         persist_state=SESSION,
-        placeholder="0: score it as it is" if mode == "checkpoint" else "auto: the model's recipe",
+        placeholder="0: score it as it is" if mode == "checkpoint" else "auto: the recipe",
         help=options.EPOCHS_HELP + ". The final epoch's model is scored: no epoch is picked by looking at "
         "held-out accuracy.",
     )
-    return mode, model, checkpoint, None if epochs is None else int(epochs)
+    return mode, model, checkpoint, None if epochs is None else int(epochs), weights, backbone
 
 
 def _advanced(current: AnalysisConfig) -> dict[str, object]:
