@@ -108,8 +108,10 @@ def card(analysis: Analysis, row: Any, store_path: str, *, prefix: str = "", sid
         st.caption(f"#{int(row.rank)} · score {float(row.score):.3g}  \n{escape_md(sid)}")
         issue_badge(row)
         decision_badge(row)
-        for col, action in zip(st.columns(2, gap="small"), ("keep", "drop")):
-            col.button(
+        # One under the other: side by side they were cut to "K…" / "D…" in a narrow card (five
+        # across at 1024 px beside the sidebar, or More like this).
+        for action in ("keep", "drop"):
+            st.button(
                 action.capitalize(),
                 key=f"{prefix}{action}-{sid}",
                 on_click=callbacks.on_decide,

@@ -47,7 +47,13 @@ class StreamlitServer:
         self.home = Path(home)
         self.port = port or free_port()
         self.log = Path(log) if log else self.home / "streamlit.log"
-        self.env = {**os.environ, "OGA_HOME": str(self.home), "OGA_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            "OGA_HOME": str(self.home),
+            "OGA_THREADS": str(threads),
+            "OGA_PREFETCH_MAP": "1",  # as a person's server does: Explore's map starts after the analysis
+            "PYTHONUNBUFFERED": "1",
+        }
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -146,6 +152,21 @@ def wait_idle(page: object, timeout: float = 120_000) -> None:
     page.wait_for_timeout(300)  # type: ignore[attr-defined]
 
 
+def settled(locator: object, *, timeout: float = 20.0) -> object:
+    """``locator`` once it has stopped moving (its box the same over 300 ms): cards above it load
+    their images after the script run, and a click aimed before they land hits the wrong place."""
+    import time
+
+    end, last = time.monotonic() + timeout, None
+    while time.monotonic() < end:
+        box = locator.bounding_box()  # type: ignore[attr-defined]
+        if box is not None and box == last:
+            return locator
+        last = box
+        locator.page.wait_for_timeout(300)  # type: ignore[attr-defined]
+    return locator
+
+
 def key_css(key: str) -> str:
     """The CSS selector of the element Streamlit renders for a widget or container ``key``."""
     # The frontend writes `st-key-` + the key with every character outside [A-Za-z0-9_-] as '-'.
@@ -179,3 +200,35 @@ def chart_point(page: object, key: str, *, skip: list[str] = ()) -> dict:
     args = [key_css(key), list(skip)]
     page.wait_for_function(f"(args) => ({_POINT_JS})(args) !== null", arg=args, timeout=60_000)  # type: ignore[attr-defined]
     return page.evaluate(_POINT_JS, args)  # type: ignore[attr-defined]
+
+
+# Text cut off by its box: an element (in a button, a badge, a segmented control, a select box's
+# value or a widget label) whose content is wider than the box shows. Streamlit cuts such text with
+# an ellipsis (overflow hidden), so scrollWidth > clientWidth is exactly "a person cannot read it".
+_TRUNCATED_JS = """() => {
+  const roots = document.querySelectorAll(
+    'button, [data-testid="stBadge"], [data-baseweb="tag"], [data-baseweb="select"] [value], ' +
+    '[data-testid="stWidgetLabel"], [data-testid="stMetricLabel"], [data-testid="stMetricValue"]');
+  const cut = [];
+  for (const root of roots) {
+    if (!root.offsetParent) continue;  // not displayed
+    for (const el of [root, ...root.querySelectorAll('*')]) {
+      if (!el.offsetParent || el.clientWidth === 0) continue;
+      const style = getComputedStyle(el);
+      if (style.overflowX === 'visible' && style.textOverflow !== 'ellipsis') continue;
+      // An ellipsis is drawn as soon as the text is one pixel wider than its box; other clipping
+      // is allowed a pixel of rounding.
+      if (el.scrollWidth > el.clientWidth + (style.textOverflow === 'ellipsis' ? 0 : 1)) {
+        const text = (root.innerText || root.getAttribute('value') || '').trim().replace(/\\s+/g, ' ');
+        cut.push(text.slice(0, 60) + ' [' + el.scrollWidth + ' > ' + el.clientWidth + ' px]');
+        break;
+      }
+    }
+  }
+  return [...new Set(cut)];
+}"""
+
+
+def truncated_texts(page: object) -> list[str]:
+    """The texts of buttons, badges, labels and select values the page shows cut off."""
+    return page.evaluate(_TRUNCATED_JS)  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ def current_analysis() -> Analysis:
     found = resources.registry().peek(config)
     analysis = found if found is not None else run_analysis(config)
     state.name_in_url(analysis.data_id)
+    resources.maps().prefetch(analysis)
     return analysis
 
 

@@ -11,6 +11,7 @@ Finished maps are kept in memory (and on disk by ``Analysis.map_coords``). No St
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -18,11 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oga_core.pipeline import Analysis
+from oga_core.analysis import Analysis
 
-# Up to this many samples a map is computed while the page waits (UMAP fits all of them at once,
-# about a minute at most); beyond it UMAP is fitted on a sample and the rest placed, in the
-# background. The same number as the engine's fitting sample (``embedding.embed_2d``'s max_fit).
+# Beyond this many samples UMAP is fitted on a random sample and the rest placed (the engine's
+# fitting sample, ``embedding.embed_2d``'s max_fit). Every UMAP map is computed in the background.
 BACKGROUND_FROM = 20_000
 CAPACITY = 8  # maps kept in memory: 8 MB each at a million samples
 
@@ -99,6 +99,13 @@ class MapJobs:
                 return MapState(found)
         done, total = job.progress
         return MapState(None, done, total, time.monotonic() - job.started, job.error)
+
+    def prefetch(self, analysis: Analysis) -> None:
+        """Start Explore's default map (UMAP of the features) in the background right after an
+        analysis, unless ``$OGA_PREFETCH_MAP`` is 0: it also pays numba's compilation (~15 s in a
+        new process) before anyone opens Explore. Returns at once."""
+        if os.environ.get("OGA_PREFETCH_MAP", "1") != "0":
+            self.poll(analysis, "umap", "features")
 
     def get(self, analysis: Analysis, method: str, space: str) -> np.ndarray:
         """The map, computed if needed while the caller waits; raises what the job raised (and

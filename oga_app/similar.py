@@ -45,9 +45,14 @@ def panel(analysis: Analysis, table: pd.DataFrame, *, key: str) -> None:
         return
     classes = analysis.dataset.classes
     with st.container(border=True, key=f"{key}-similar-panel"):
-        head = st.columns([4, 2, 1, 1], vertical_alignment="bottom")
-        head[0].markdown(f"**More like {escape_md(str(sample_id))}** · it comes first, then its nearest samples")
-        space = head[1].segmented_control(
+        # Two rows: four controls in one were cut off at 1024 px beside the sidebar.
+        title = st.columns([3, 1], vertical_alignment="center")
+        title[0].markdown(f"**More like {escape_md(str(sample_id))}** · it comes first, then its nearest samples")
+        title[1].button(
+            "Close", key=f"{key}-similar-close", icon=":material/close:", on_click=callbacks.on_similar, args=(None,)
+        )
+        head = st.columns([2, 1], vertical_alignment="bottom")
+        space = head[0].segmented_control(
             "Nearest in",
             options.names(SPACES),
             default=SPACES[0].name,
@@ -57,10 +62,7 @@ def panel(analysis: Analysis, table: pd.DataFrame, *, key: str) -> None:
             persist_state=SESSION,
             help=options.SPACE_HELP,
         )
-        k = head[2].selectbox("How many", SIZES, index=1, key=f"{key}-similar-k", persist_state=SESSION)
-        head[3].button(
-            "Close", key=f"{key}-similar-close", icon=":material/close:", on_click=callbacks.on_similar, args=(None,)
-        )
+        k = head[1].selectbox("How many", SIZES, index=1, key=f"{key}-similar-k", persist_state=SESSION)
         with guard():
             rows = neighbour_rows(analysis, table, str(sample_id), k=int(k), space=space)
             store_path = str(resources.store_for(analysis).path)
@@ -90,4 +92,5 @@ def panel(analysis: Analysis, table: pd.DataFrame, *, key: str) -> None:
                 + f" · distances {rows['distance'].iloc[1:].min():.3g}–{rows['distance'].max():.3g} in the "
                 f"{options.labels(SPACES)[space]}"
             )
-            cards.sample_grid(analysis, rows, columns=6, prefix=f"{key}-sim-")
+            # 4 across: at 1024 px beside the sidebar six cards left Keep / Drop too narrow to read
+            cards.sample_grid(analysis, rows, columns=4, prefix=f"{key}-sim-")

@@ -77,7 +77,8 @@ def decisions(analysis: Analysis, n_bad: int) -> None:
     caught = summaries.decisions_vs_truth(table) or {}
     if not len(decided):
         st.caption("No decisions yet: review some flagged samples and come back.")
-    c = st.columns(4)
+    # Two by two: four long labels in one row were cut off at 1024 px beside the sidebar.
+    c = [*st.columns(2), *st.columns(2)]
     c[0].metric(
         "Precision of your drop / relabel calls",
         _pct(quality.get("precision_of_bad_calls")),

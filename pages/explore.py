@@ -55,7 +55,7 @@ def render(analysis: Analysis) -> None:
     table = loading.decided_table(analysis)
     detector = DETECTORS[analysis.config.detector].label
 
-    c = st.columns([2, 3, 2, 1, 1], vertical_alignment="bottom")
+    c = st.columns([2, 3, 2, 1.4], vertical_alignment="bottom")
     method = c[0].segmented_control(
         "Map",
         options.names(METHODS),
@@ -78,7 +78,6 @@ def render(analysis: Analysis) -> None:
     )
     color_by = c[2].selectbox("Colour by", figures.COLOR_BY, key="map_color", persist_state=SESSION)
     size = c[3].number_input("Point size", 2.0, 14.0, 5.0, 1.0, key="map_point_size", persist_state=SESSION)
-    log_y = c[4].toggle("Log y", key="hist_log", persist_state=SESSION, help="Histogram counts on a log scale.")
 
     left, right = st.columns([3, 2], gap="medium")
     with left:
@@ -90,6 +89,7 @@ def render(analysis: Analysis) -> None:
     with right:
         clicked(analysis, table)
         st.markdown(f"**Scores** · {detector}")
+        log_y = st.toggle("Log y", key="hist_log", persist_state=SESSION, help="Histogram counts on a log scale.")
         st.plotly_chart(
             figures.score_histogram(
                 resources.views(analysis).score_bins(),
@@ -122,12 +122,14 @@ def render(analysis: Analysis) -> None:
 
 # -- the map ---------------------------------------------------------------------------------
 def map_coords(analysis: Analysis, method: str, space: str) -> tuple[np.ndarray, str]:
-    """The map to draw and the method it was made with: the one asked for, or, while a large
-    data set's UMAP map is computed in the background, the instant PCA map with its progress."""
+    """The map to draw and the method it was made with: the one asked for when it is ready, or,
+    while the UMAP map is computed in the background (at every size: fitting UMAP takes tens of
+    seconds even on the demo), the instant PCA map with its progress and, once UMAP is ready, a
+    button to switch to it (the page never changes under a person's hand by itself)."""
     jobs = resources.maps()
     labels = options.labels(METHODS)
     chosen = next(m for m in METHODS if m.name == method)
-    if method != "umap" or len(analysis.dataset) < maps.BACKGROUND_FROM:
+    if method != "umap":
         with st.spinner(f"Computing the {chosen.label} map of the {options.labels(SPACES)[space]} ({chosen.help}) …"):
             return jobs.get(analysis, method, space), method
     state = jobs.poll(analysis, method, space)
@@ -138,10 +140,11 @@ def map_coords(analysis: Analysis, method: str, space: str) -> tuple[np.ndarray,
             raise state.error
         st.button("Try the UMAP map again", key="map-retry", on_click=jobs.forget, args=(analysis, method, space))
     else:
+        n = len(analysis.dataset)
+        how = f"fitted on a random {maps.BACKGROUND_FROM:,}, the rest placed" if n > maps.BACKGROUND_FROM else "all"
         st.info(
-            f"The {labels[method]} map of {len(analysis.dataset):,} samples is being computed in the background "
-            f"(fitted on a random {maps.BACKGROUND_FROM:,}, the rest placed). Meanwhile this is the "
-            f"**{labels['pca']} map**; the page redraws by itself when UMAP is ready.",
+            f"The {labels[method]} map of {n:,} samples ({how}) is being computed in the background. Meanwhile "
+            f"this is the **{labels['pca']} map**; a button below switches to UMAP when it is ready.",
             icon=":material/hourglass_top:",
         )
         map_progress(analysis, method, space)
@@ -151,14 +154,18 @@ def map_coords(analysis: Analysis, method: str, space: str) -> tuple[np.ndarray,
 
 @st.fragment(run_every=2.0)
 def map_progress(analysis: Analysis, method: str, space: str) -> None:
-    """The background map's progress, redrawn every 2 s; the whole page reruns once it is done."""
+    """The background map's progress, redrawn every 2 s; once it is done, the switch to it."""
     state = resources.maps().poll(analysis, method, space)
-    if state.coords is not None or state.error is not None:
+    if state.error is not None:
         st.rerun()
+    if state.coords is not None:
+        if st.button("UMAP map ready · switch to it", key="map-switch", type="primary", icon=":material/swap_horiz:"):
+            st.rerun()
+        return
     if state.total > 1:
         text = f"Placing the samples on the fitted map: {state.done:,} of {state.total:,}"
     else:
-        text = f"Fitting UMAP on a random {maps.BACKGROUND_FROM:,} samples … {state.seconds:.0f} s"
+        text = f"Fitting UMAP … {state.seconds:.0f} s"
     st.progress(state.fraction, text=text)
 
 

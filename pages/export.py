@@ -111,8 +111,9 @@ def manifest_section(analysis: Analysis, store: DecisionStore, dropped: str, n_d
         + (f" (preview shows the first {PREVIEW_ROWS:,})" if len(preview) > PREVIEW_ROWS else "")
     )
     slug = export_slug(analysis.config.data, analysis.data_id)
-    row = st.columns([2, 3, 1, 1], vertical_alignment="bottom")
-    row[0].download_button(
+    # The download on its own row, then the path with its two controls: four in one row were cut off
+    # at 1024 px beside the sidebar.
+    st.download_button(
         "Download cleaned CSV",
         lambda: downloads.cached(
             ("manifest", analysis.data_id, id(analysis.scores), dropped, store.version()),
@@ -125,18 +126,21 @@ def manifest_section(analysis: Analysis, store: DecisionStore, dropped: str, n_d
         icon=":material/download:",
         on_click="ignore",
     )
-    csv_path = row[1].text_input(
+    row = st.columns([3, 2], vertical_alignment="bottom")
+    csv_path = row[0].text_input(
         "… or write it to",
         str(default_export_dir(analysis.config.data, analysis.data_id) / "cleaned.csv"),
         key="export_csv_path",
         persist_state=SESSION,
     )
-    replace_csv = row[2].checkbox(
-        "Replace an existing file",
+    controls = row[1].container(horizontal=True, vertical_alignment="bottom")
+    replace_csv = controls.checkbox(
+        "Replace a file",
         key="export_csv_replace",
-        help="Without this, a file that exists and is not a manifest oga wrote is never overwritten.",
+        help="Replace an existing file. Without this, a file that exists and is not a manifest oga wrote is never "
+        "overwritten.",
     )
-    if row[3].button("Write CSV", key="write-csv", icon=":material/save:"):
+    if controls.button("Write CSV", key="write-csv", icon=":material/save:"):
         with guard():
             target = check_manifest_path(Path(csv_path), analysis.dataset, overwrite=replace_csv)
             table = manifest(analysis, store, dropped)
@@ -163,20 +167,21 @@ def folder_section(analysis: Analysis, store: DecisionStore, dropped: str) -> No
         "Writes DEST/<label>/<file> for every sample not dropped (relabelled ones under their new label), "
         "plus DEST/manifest.csv: load it back with folder:DEST or csv:DEST/manifest.csv."
     )
-    row = st.columns([4, 1, 1], vertical_alignment="bottom")
+    row = st.columns([3, 2], vertical_alignment="bottom")
     dest = row[0].text_input(
         "Destination folder",
         str(default_export_dir(analysis.config.data, analysis.data_id) / "images"),
         key="export_folder",
         persist_state=SESSION,
     )
-    overwrite = row[1].checkbox(
+    controls = row[1].container(horizontal=True, vertical_alignment="bottom")
+    overwrite = controls.checkbox(
         "Overwrite",
         key="export_overwrite",
         help="Replace an earlier oga export in this folder: only the files that export wrote (listed in its "
         ".oga-export.json) are replaced; any other file stays, and a folder oga did not write is refused.",
     )
-    if row[2].button("Write image folder", key="write-folder", icon=":material/folder_copy:"):
+    if controls.button("Write image folder", key="write-folder", icon=":material/folder_copy:"):
         with guard():
             update, done = _progress_bar("Copying")
             per_class = export_image_folder(
@@ -188,9 +193,9 @@ def folder_section(analysis: Analysis, store: DecisionStore, dropped: str) -> No
                 icon=":material/check_circle:",
             )
 
-    row = st.columns([2, 3], vertical_alignment="center")
+    row = st.container(horizontal=True, vertical_alignment="center")  # wraps when the page is narrow
     version = store.version()
-    if row[0].button("Build the image folder as a .zip", key="zip-folder", icon=":material/folder_zip:"):
+    if row.button("Build the image folder as a .zip", key="zip-folder", icon=":material/folder_zip:"):
         with guard():
             update, done = _progress_bar("Packing")
             zip_path, _ = export_image_zip(
@@ -204,10 +209,10 @@ def folder_section(analysis: Analysis, store: DecisionStore, dropped: str) -> No
             st.session_state[ZIP_KEY] = (str(zip_path), dropped, version)
     built, built_dropped, built_version = st.session_state.get(ZIP_KEY) or (None, None, None)
     if built and (built_dropped, built_version) != (dropped, version):
-        row[1].caption("Decisions changed since the .zip was built: build it again.")
+        row.caption("Decisions changed since the .zip was built: build it again.")
     elif built and Path(built).is_file() and Path(built).name.startswith(slug):
         with open(built, "rb") as archive:
-            row[1].download_button(
+            row.download_button(
                 f"Download {Path(built).name} ({Path(built).stat().st_size / 2**20:.1f} MiB)",
                 archive,
                 file_name=Path(built).name,
@@ -218,7 +223,7 @@ def folder_section(analysis: Analysis, store: DecisionStore, dropped: str) -> No
                 type="primary",
             )
     else:
-        row[1].caption("For a server you cannot reach by file path: the same copy as one download.")
+        row.caption("For a server you cannot reach by file path: the same copy as one download.")
 
 
 if __name__ == "__main__":  # run as a page (see oga_app.entry)

@@ -97,28 +97,29 @@ def render(analysis: Analysis) -> None:
     )
     # Five columns keep each card wide enough for its Keep / Drop buttons on a laptop screen.
     columns = f[5].selectbox("Columns", COLUMNS, index=2, key="review_columns", persist_state=SESSION)
-    t = st.columns(3)
+    # Two columns, short labels: three toggles side by side were cut off at 1024 px beside the sidebar.
+    t = st.columns(2)
     include_all = t[0].toggle(
-        "Also show samples below the budget (ranked by score)",
+        "Also samples below the cut",
         key="review_all",
         on_change=_first_page,
         persist_state=SESSION,
-        help="The counter still counts flagged samples only.",
+        help="Also show the samples below the budget, ranked by score. The counter still counts flagged samples only.",
     )
     focus = t[1].toggle(
-        "One at a time, from the keyboard",
+        "One at a time (keyboard)",
         key="review_focus",
         persist_state=SESSION,
         help="K keep · D drop · P relabel to the prediction · ← → previous / next · Ctrl+Z undo. "
         "Each decision moves on to the next sample. With the all-layers scope, the sample's gradient "
         "norm per layer is drawn beside it.",
     )
-    spot = t[2].toggle(
-        f"Spot-check {remaining.SPOT_CHECK} random samples below the cut",
+    spot = t[0].toggle(
+        f"Spot-check {remaining.SPOT_CHECK} below the cut",
         key="review_spot",
         on_change=_spot_check_changed,
         persist_state=SESSION,
-        help="Review a random sample of what the budget left out: with these decisions oga estimates how many "
+        help=f"Review {remaining.SPOT_CHECK} random samples of what the budget left out: with these decisions oga estimates how many "
         "wrong labels remain below the cut, with an interval. The other filters apply to it too.",
     )
 

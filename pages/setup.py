@@ -82,8 +82,8 @@ def results(analysis: Analysis) -> None:
             "data on the left whenever you are ready.",
             icon=":material/science:",
         )
-    # Two rows of metrics: six in one row truncate their values in this half-width column.
-    cols = st.columns(4)
+    # Pairs of metrics: more in a row of this column truncate their values at 1024 px beside the sidebar.
+    cols = [*st.columns(2), *st.columns(2)]
     cols[0].metric("Samples", f"{len(table):,}", help=f"{analysis.dataset.num_classes} classes")
     cols[1].metric("Flagged", f"{flagged:,}", f"top {config.budget:.1%}", delta_color="off")
     cols[2].metric("Reviewed", f"{reviewed:,}", f"of {flagged:,} flagged", delta_color="off")

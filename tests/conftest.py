@@ -12,6 +12,9 @@ import torch
 # 2 OpenMP threads ran small ops 25-170x slower (docs/architecture.md, "Threads"). One thread per process.
 torch.set_num_threads(1)
 os.environ.setdefault("OGA_THREADS", "1")
+# The app starts Explore's UMAP map in the background after every analysis; in AppTest runs that is a
+# UMAP fit per analysis competing for the cores. The browser tests turn it back on for their server.
+os.environ.setdefault("OGA_PREFETCH_MAP", "0")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -417,7 +417,7 @@ def analyze_folder(folder: Path) -> AppTest:
     at = open_app()
     at.radio(key="setup_source").set_value("folder").run()
     at.text_input(key="setup_folder").input(str(folder)).run()
-    at.number_input(key="setup_epochs_cnn").set_value(1).run()
+    at.number_input(key="setup_epochs_auto").set_value(1).run()
     at.button(key="analyze").click().run(timeout=TIMEOUT)
     assert_clean(at)
     return at
@@ -534,7 +534,7 @@ def test_zip_upload_in_and_zip_download_out(home, tmp_path):
     at = open_app()
     at.radio(key="setup_source").set_value("folder").run()
     at.file_uploader(key="setup_zip").upload("pets.zip", buf.getvalue(), "application/zip").run()
-    at.number_input(key="setup_epochs_cnn").set_value(1).run()
+    at.number_input(key="setup_epochs_auto").set_value(1).run()
     at.button(key="analyze").click().run(timeout=TIMEOUT)
     assert_clean(at)
     (result,) = [s.value for s in at.subheader if s.value.startswith("Results · folder:")]

@@ -166,7 +166,7 @@ def test_a_hugging_face_folder_from_set_up(home, tmp_path):
     page_error(at, "someone/pets", "save_to_disk")
 
     at.text_input(key="setup_hf").input(str(tmp_path / "pets")).run()
-    at.number_input(key="setup_epochs_cnn").set_value(1).run()
+    at.number_input(key="setup_epochs_auto").set_value(1).run()
     at.button(key="analyze").click().run(timeout=TIMEOUT)
     assert_clean(at)
     assert any(f"hf:{tmp_path / 'pets'}" in s.value for s in at.subheader)

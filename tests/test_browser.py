@@ -127,7 +127,7 @@ def test_a_tab_closed_during_an_analysis_reopens_on_it(tmp_path: Path, make_imag
             page.goto(server.url)
             main(page).get_by_text(f"Results · folder:{small}").wait_for(timeout=ANALYSIS_TIMEOUT)
             e2e.wait_idle(page)
-            for key, value in (("setup_folder", str(big)), ("setup_epochs_cnn", "4")):
+            for key, value in (("setup_folder", str(big)), ("setup_epochs_auto", "4")):
                 field = page.locator(e2e.key_css(key)).locator("input")
                 field.fill(value)
                 field.press("Enter")
