@@ -352,19 +352,53 @@ def _method(part: dict[str, Any]) -> list[str]:
     )
     epochs = sorted({(r["dataset"], r["epochs"]) for r in runs})
     epochs_text = ", ".join(f"{d.removeprefix('demo:')} {e}" for d, e in epochs)
-    return [
+    seeds = ", ".join(
+        f"{regime} {', '.join(map(str, sorted({r['seed'] for r in runs if r.get('regime') == regime})))}"
+        for regime in dict.fromkeys(r.get("regime", "usual") for r in runs)
+    )
+    regimes = {r.get("regime", "usual") for r in runs}
+    kinds = {r["kind"] for r in runs}
+    noise = ["symmetric = a uniformly random other class", "pair = class k -> k+1"]
+    if "lookalike" in kinds:
+        noise.append("lookalike = each shape to its look-alike, e.g. disc -> ring")
+    if "human" in kinds:
+        noise.append(
+            "human = each class to the one people confuse it with (`oga_core.bench.photos.HUMAN_FLIPS`: "
+            "cat <-> dog, automobile <-> truck, deer <-> horse, airplane <-> ship, bird <-> frog; for emoji "
+            "Smileys <-> People, Animals <-> Food, ...)"
+        )
+    text = (
         f"The paper's mislabeled-sample experiment at small scale. Data: {data_text}; larger sets are "
         f"subsampled (stratified) to {s['max_samples']:,} images and split once (stratified, "
         f"{s['test_fraction']:.0%} test, split seed {s['split_seed']}). Noise on the training labels only "
-        "(`oga_core.noise.flip_labels`: symmetric = a uniformly random other class, pair = class k -> k+1, "
-        "lookalike = each shape to its look-alike, e.g. disc -> ring). Seeds "
-        f"{', '.join(map(str, s['seeds']))}: each seed is the noise seed and the model seed. Model: the "
-        f"product's default `{s['model']}` trained from scratch by its recipe (Adam, about 600 optimiser "
-        f"steps; epochs: {epochs_text}), holding out {s['holdout']:.0%} of the training samples as the "
-        "product does (their scores are put on the trained samples' scale, as the product ranks them), "
-        "final epoch, no early stopping. The memorising regime (`x"
-        f"{s['memorise_factor']:g} epochs`) trains {s['memorise_factor']:g} times as long, so the model fits "
-        f"the flipped labels too. Completed runs: {len(runs)}"
+        f"(`oga_core.noise.flip_labels`: {'; '.join(noise)}). Seeds ({seeds}): each seed is the noise seed "
+        f"and the model seed. Model: the product's default `{s['model']}` trained from scratch by its recipe "
+        f"(Adam, cosine schedule; epochs: {epochs_text}), holding out {s['holdout']:.0%} of the training "
+        "samples as the product does (their scores are put on the trained samples' scale, as the product "
+        "ranks them), final epoch, no early stopping."
+    )
+    if "memorise" in regimes:
+        text += (
+            f" The memorising regime (`x{s['memorise_factor']:g} epochs`) trains {s['memorise_factor']:g} times "
+            "as long, so the model fits the flipped labels too."
+        )
+    if "features" in regimes:
+        backbone = next(r["backbone"] for r in runs if r.get("regime") == "features")
+        text += (
+            " The pretrained-features regime (`frozen features`): the same model is trained on half of the "
+            f"training part ({backbone['backbone_samples']:,} photos) with their CLEAN labels, as a network "
+            "pretrained on other photos of the same kind would be (held-out test accuracy "
+            f"{backbone['backbone_test_accuracy']:.3f}), and frozen; the other half gets the noise and a linear "
+            "head is trained on its cached features, as `oga analyze --weights FILE` (`--backbone frozen`) does."
+        )
+    if part.get("default_detector", "margin_tracin") != DEFAULT_DETECTOR:
+        text += (
+            f" These runs were measured when the default ranking was `{part.get('default_detector', 'margin_tracin')}`; "
+            f"the default is now `{DEFAULT_DETECTOR}`, whose column they do not have."
+        )
+    return [
+        text
+        + f" Completed runs: {len(runs)}"
         + ("" if part.get("complete") else " (the run was interrupted: partial)")
         + ".",
         "",

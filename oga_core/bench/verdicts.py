@@ -188,7 +188,8 @@ def goal_of(part: dict[str, Any], column: str, costs: dict[str, float]) -> Goal:
     settings = settings_in_order(part)
     regime = {(r["dataset"], r["kind"], r["rate"]): r.get("regime", "usual") for r in part.get("runs", [])}
     table = seed_stats(part, metric_value("auroc"), (column, *GOAL_PEERS, *FINAL_EPOCH))
-    usual = [s for s in settings if regime[s] == "usual" and (s, column) in table]
+    # the pretrained-features regime is a usual training run of its own model (a linear head)
+    usual = [s for s in settings if regime[s] in ("usual", "features") and (s, column) in table]
     wins, deficit = 0, -1.0
     for s in usual:
         peers = [table[(s, p)][0] for p in GOAL_PEERS if (s, p) in table and p != column]
