@@ -63,14 +63,26 @@ DUPLICATE_FRACTION = 0.1
 _SCALE_SAMPLE = 2_000  # samples whose nearest-neighbour distance sets the duplicate scale
 THUMB = 12  # px a side of the grey thumbnails of the pixel view
 PIXEL_COMPONENTS = 20
-_PCA_FIT_ROWS = 20_000  # the principal components are fitted on at most this many thumbnails
-VERSION = 3  # part of the scores' cache key: bump when a rule or threshold changes
+_PCA_FIT_ROWS = 4_096  # the principal components are fitted on at most this many thumbnails (bounded memory)
+VERSION = 4  # part of the scores' cache key: bump when a rule or threshold changes
 
 
-def _standardised(features: np.ndarray) -> np.ndarray:
-    f = np.asarray(features, dtype=np.float64)
-    sd = f.std(0)
-    return ((f - f.mean(0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+def _standardised(features: np.ndarray, *, block: int = 4_096) -> np.ndarray:
+    """float32 ``(N, D)`` features with zero mean and unit variance per dimension, computed a block
+    of rows at a time: whole-array float64 temporaries made the peak grow with N (four copies)."""
+    n, d = features.shape
+    total, squares = np.zeros(d), np.zeros(d)
+    for lo in range(0, n, block):
+        part = np.asarray(features[lo : lo + block], dtype=np.float64)
+        total += part.sum(0)
+        squares += (part**2).sum(0)
+    mean = total / n
+    sd = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+    sd = np.where(sd > 1e-12 * np.maximum(np.abs(mean), 1.0), sd, 1.0)
+    out = np.empty((n, d), dtype=np.float32)
+    for lo in range(0, n, block):
+        out[lo : lo + block] = (np.asarray(features[lo : lo + block], dtype=np.float64) - mean) / sd
+    return out
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:
@@ -79,22 +91,30 @@ def _robust_z(values: np.ndarray) -> np.ndarray:
     return (values - med) / mad if mad > 0 else np.zeros_like(values)
 
 
-def _pixel_pass(pixels: np.ndarray, *, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """One read of ``pixels`` ``(N, C, H, W)`` uint8, ``batch`` rows at a time (it may be a streamed
-    :class:`~oga_core.pixels.PixelFile` larger than memory): ``(N,)`` group number of each
+# Bytes of pixels read per block of the pixel pass: a block of 4,096 rows was 50 MB of 64 px RGB
+# images and 200 MB as float32, so the pass's peak grew with the data up to that many rows.
+PIXEL_BLOCK_BYTES = 8 << 20
+
+
+def _pixel_pass(pixels: np.ndarray, *, block_bytes: int = PIXEL_BLOCK_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """One read of ``pixels`` ``(N, C, H, W)`` uint8, about ``block_bytes`` at a time (it may be a
+    streamed :class:`~oga_core.pixels.PixelFile` larger than memory): ``(N,)`` group number of each
     sample's exact content (equal pixels, equal group) and ``(N, t*t)`` uint8 grey thumbnails."""
-    n, _, h, w = pixels.shape
+    n, c, h, w = pixels.shape
     side = min(THUMB, h, w)
-    digests = []
+    batch = max(1, block_bytes // max(1, c * h * w))
+    digests = np.empty(n, dtype="S16")  # fixed-width bytes: no Python object per sample
     thumbs = np.empty((n, side * side), dtype=np.uint8)
     for lo in range(0, n, batch):
         block = np.ascontiguousarray(pixels[lo : lo + batch])
-        digests += [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in block]
-        grey = torch.from_numpy(block).float().mean(1, keepdim=True)
+        digests[lo : lo + len(block)] = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in block]
+        grey = torch.from_numpy(
+            block.mean(1, keepdims=True, dtype=np.float32)
+        )  # (B, 1, H, W): a third of float(B, C, H, W)
         thumbs[lo : lo + len(block)] = (
             torch.nn.functional.adaptive_avg_pool2d(grey, side).round().to(torch.uint8).reshape(len(block), -1).numpy()
         )
-    _, group = np.unique(np.array(digests, dtype=object), return_inverse=True)
+    _, group = np.unique(digests, return_inverse=True)
     return group, thumbs
 
 
@@ -113,17 +133,18 @@ def _off_manifold(thumbs: np.ndarray, *, seed: int) -> np.ndarray:
     """``(N,)`` robust z of the log distance of each thumbnail from the data's principal subspace."""
     from sklearn.decomposition import PCA  # lazy: sklearn.decomposition is slow to import
 
-    x = thumbs.astype(np.float32) / 255.0
-    n = len(x)
-    components = int(min(PIXEL_COMPONENTS, x.shape[1] - 1, n - 1))
+    n = len(thumbs)
+    components = int(min(PIXEL_COMPONENTS, thumbs.shape[1] - 1, n - 1))
     if components < 1:
         return np.zeros(n)
     rng = np.random.default_rng(seed)
     fit_rows = np.sort(rng.choice(n, _PCA_FIT_ROWS, replace=False)) if n > _PCA_FIT_ROWS else slice(None)
-    pca = PCA(components, random_state=seed).fit(x[fit_rows])
+    pca = PCA(components, random_state=seed).fit(thumbs[fit_rows].astype(np.float32) / 255.0)
     residual = np.empty(n, dtype=np.float64)
-    for lo in range(0, n, 65_536):
-        part = x[lo : lo + 65_536]
+    # 4,096 rows at a time, converted per block: 65,536 rows held five float64 copies of their
+    # thumbnails at once (over 100 MB for 12,000 samples), so the peak grew with the data.
+    for lo in range(0, n, 4_096):
+        part = thumbs[lo : lo + 4_096].astype(np.float32) / 255.0
         residual[lo : lo + len(part)] = ((part - pca.inverse_transform(pca.transform(part))) ** 2).sum(1)
     return _robust_z(np.log(residual + 1e-12))
 
@@ -158,9 +179,16 @@ def issue_columns(
 
     k_classes = int(logits.shape[1])
     components = int(min(z.shape[1], n - 1, max(10, k_classes)))
+    # Fitted on at most _PCA_FIT_ROWS samples and applied a block at a time: a full SVD of N rows
+    # held several (N, D) float64 copies, a peak that grew with the data.
+    rng_fit = np.random.default_rng(seed)
+    fit_rows = np.sort(rng_fit.choice(n, _PCA_FIT_ROWS, replace=False)) if n > _PCA_FIT_ROWS else slice(None)
+    space = np.empty((n, components), dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):  # constant features: zero variance to whiten
-        space = PCA(components, whiten=True, random_state=seed).fit_transform(z)
-    space = np.nan_to_num(space, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        pca = PCA(components, whiten=True, random_state=seed).fit(z[fit_rows])
+        for lo in range(0, n, 4_096):
+            space[lo : lo + 4_096] = pca.transform(z[lo : lo + 4_096])
+    space = np.nan_to_num(space, nan=0.0, posinf=0.0, neginf=0.0)
     graph_i, graph_d = knn_graph(space, NEIGHBOURS, seed=seed)
     spread = _robust_z(np.log(graph_d.mean(1).astype(np.float64) + 1e-12))
     outlier = spread > OUTLIER_Z

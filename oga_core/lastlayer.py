@@ -38,9 +38,21 @@ def softmax_residual(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def last_layer_norms(features: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Closed-form L1 and L2 norms ``(N,)`` of the head's per-sample gradient (weight and bias)."""
     r = softmax_residual(logits, labels)
-    h = np.asarray(features, dtype=np.float64)
-    l1 = np.abs(r).sum(1) * (np.abs(h).sum(1) + 1.0)
-    l2 = np.sqrt((r**2).sum(1) * ((h**2).sum(1) + 1.0))
+    h_l1, h_l2 = feature_norms(features)
+    l1 = np.abs(r).sum(1) * (h_l1 + 1.0)
+    l2 = np.sqrt((r**2).sum(1) * (h_l2**2 + 1.0))
+    return l1, l2
+
+
+def feature_norms(features: np.ndarray, *, block: int = 4_096) -> tuple[np.ndarray, np.ndarray]:
+    """float64 ``(N,)`` L1 and L2 norms of each row, a block of rows at a time (a float64 copy of
+    every feature at once made a scoring pass's peak grow with N)."""
+    n = len(features)
+    l1, l2 = np.empty(n), np.empty(n)
+    for lo in range(0, n, block):
+        part = np.asarray(features[lo : lo + block], dtype=np.float64)
+        l1[lo : lo + len(part)] = np.abs(part).sum(1)
+        l2[lo : lo + len(part)] = np.sqrt((part**2).sum(1))
     return l1, l2
 
 
@@ -113,7 +125,7 @@ def primitives(features: np.ndarray, logits: np.ndarray, labels: np.ndarray, *, 
     log_p = log_softmax(logits)
     p = np.exp(log_p)
     z = np.asarray(logits, dtype=np.float64)
-    h = np.asarray(features, dtype=np.float64)
+    h_l1, h_l2 = feature_norms(features)
     log_p_given = log_p[rows, labels].copy()
     p[rows, labels] = -1.0
     z_other = z.copy()
@@ -124,8 +136,8 @@ def primitives(features: np.ndarray, logits: np.ndarray, labels: np.ndarray, *, 
             p.max(1),
             np.linalg.norm(softmax_residual(logits, labels), axis=1),
             z[rows, labels] - z_other.max(1),
-            np.linalg.norm(h, axis=1),
-            np.abs(h).sum(1),
+            h_l2,
+            h_l1,
         ],
         1,
     ).astype(dtype)

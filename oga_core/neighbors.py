@@ -84,12 +84,15 @@ class ExactIndex:
                 d2[np.flatnonzero(inside), exclude[inside] - lo] = np.inf
             # the block's own k best first: only those are merged with the best so far
             if d2.shape[1] > k:
-                part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+                part = np.argpartition(d2, k - 1, axis=1)[:, :k].copy()  # a copy: a view pins the whole block
                 block_i, block_d = part + lo, np.take_along_axis(d2, part, 1)
             else:
                 block_i, block_d = np.broadcast_to(np.arange(lo, lo + len(block)), d2.shape), d2
             cand_i = np.concatenate([best_i, block_i], axis=1)
             cand_d = np.concatenate([best_d, block_d.astype(np.float32)], axis=1)
+            # dropped before the next block is computed: otherwise two blocks' distances and
+            # partitions are alive at once, and only a data set of one block escapes that
+            del d2, block_i, block_d
             best_i, best_d = _smallest(cand_i, cand_d, k)
         # the expansion above loses digits to cancellation for close pairs: the chosen k exactly
         rows = np.unique(best_i)
@@ -123,9 +126,13 @@ def knn_graph(vectors: np.ndarray, k: int, *, seed: int = 0) -> tuple[np.ndarray
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
     if n > EXACT_GRAPH_MAX:
         return _nndescent_graph(vectors, k, seed=seed)
+    from sklearn import config_context
     from sklearn.neighbors import NearestNeighbors  # lazy: sklearn.neighbors is slow to import
 
-    dist, idx = NearestNeighbors(n_neighbors=k).fit(_f32(vectors)).kneighbors()
+    # Brute force computes distances in chunks of scikit-learn's working memory (1 GB by default):
+    # 64 MB keeps the peak from growing with the data.
+    with config_context(working_memory=64):
+        dist, idx = NearestNeighbors(n_neighbors=k).fit(_f32(vectors)).kneighbors()
     return idx.astype(np.int64), dist.astype(np.float32)
 
 

@@ -49,7 +49,7 @@ from oga_core.store import Cache, cache_key, load_array, read_json, save_arrays,
 from oga_core.train import channel_stats, resolve_device, train
 
 # Bumped whenever a step's output changes for the same inputs, so old cache entries are not reused.
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 
 @dataclass

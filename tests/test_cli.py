@@ -145,7 +145,9 @@ def test_bad_checkpoints(tmp_path, capsys):
 
 
 def test_bad_settings(tmp_path, capsys, monkeypatch):
-    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--model", "vgg11"), "unknown model 'vgg11'")
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--model", "vgg_eleven"), "unknown model 'vgg_eleven'")
+    # a torchvision architecture by name, on grey digits: it reads RGB, said in one line
+    _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--model", "vgg11"), "reads 3-channel")
     _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--budget", "2"), "budget must be a fraction")
     _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--noise", "1.5"), "noise rate")
     _fails(capsys, _analyze("demo:digits", tmp_path / "o", "--device", "tpu"), "unknown device 'tpu'")

@@ -153,8 +153,8 @@ def test_exact_duplicates_are_found_in_streamed_pixels_too(tmp_path):
     writer.close()
     streamed = PixelFile(path)
     groups, thumbs = issues._pixel_pass(pixels)
-    for batch in (1, 7, 4096):
-        streamed_groups, streamed_thumbs = issues._pixel_pass(streamed, batch=batch)
+    for rows in (1, 7, 4096):  # blocks of that many 16-byte rows
+        streamed_groups, streamed_thumbs = issues._pixel_pass(streamed, block_bytes=16 * rows)
         np.testing.assert_array_equal(streamed_groups, groups)
         np.testing.assert_array_equal(streamed_thumbs, thumbs)
     assert groups[3] == groups[17] == groups[29] and len(set(groups)) == 28

@@ -7,7 +7,6 @@ Pixels are uint8 ``(N, C, H, W)``; labels int64 ``(N,)``; probabilities float64 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -93,11 +92,7 @@ def fit(
     held out. Final epoch, no early stopping."""
     features = px.ndim == 2  # a frozen backbone's features (N, D): a linear head is trained on them
     if features:
-        recipe = (
-            options.HEAD_RECIPE
-            if settings.epochs is None
-            else dataclasses.replace(options.HEAD_RECIPE, epochs=settings.epochs)
-        )
+        recipe = options.HEAD_RECIPE
     else:
         model_name = settings.model
         if model_name == options.AUTO_MODEL:
@@ -105,7 +100,8 @@ def fit(
         config = AnalysisConfig(model=model_name, epochs=settings.epochs)
         recipe = config.recipe()
     holdout = health.holdout_mask(ids, settings.holdout) if ids is not None else np.zeros(len(y), dtype=bool)
-    epochs = max(1, int(round(recipe.epochs_for(int((~holdout).sum())) * factor)))
+    base = settings.epochs if settings.epochs is not None else recipe.epochs_for(int((~holdout).sum()))
+    epochs = max(1, int(round(base * factor)))
     if features:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
