@@ -225,6 +225,18 @@ _TRUNCATED_JS = """() => {
       }
     }
   }
+  // A segmented control (a group of buttons) clips the buttons that do not fit: each must lie
+  // inside the group's box.
+  for (const group of document.querySelectorAll('[data-testid="stButtonGroup"]')) {
+    if (!group.offsetParent) continue;
+    const box = group.getBoundingClientRect();
+    for (const b of group.querySelectorAll('button')) {
+      const r = b.getBoundingClientRect();
+      if (r.right > box.right + 1 || r.left < box.left - 1) {
+        cut.push((b.innerText || '').trim().slice(0, 60) + ' [outside its group by ' + Math.round(r.right - box.right) + ' px]');
+      }
+    }
+  }
   return [...new Set(cut)];
 }"""
 

@@ -55,7 +55,8 @@ def render(analysis: Analysis) -> None:
     table = loading.decided_table(analysis)
     detector = DETECTORS[analysis.config.detector].label
 
-    c = st.columns([2, 3, 2, 1.4], vertical_alignment="bottom")
+    # Two rows: the two segmented controls side by side with the rest were clipped at 1024 px.
+    c = [*st.columns([2, 3], vertical_alignment="bottom"), *st.columns([2, 1, 2], vertical_alignment="bottom")]
     method = c[0].segmented_control(
         "Map",
         options.names(METHODS),

@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from oga_app import cards, entry, form, loading, resources, runinfo, state
+from oga_app import cards, entry, figures, form, loading, resources, runinfo, state
 from oga_app.messages import escape_md, guard
 from oga_core import summaries
 from oga_core.config import AnalysisConfig
@@ -109,6 +109,18 @@ def results(analysis: Analysis) -> None:
     st.caption("Rank · given label → predicted label. Decide on them in Review, or select clusters in Explore.")
     queue = summaries.review_order(table, order=resources.views(analysis).order())
     cards.preview_grid(analysis, table.iloc[queue[:PREVIEW]], columns=6)
+    # The score histogram with the budget cut, as on Explore: it shows where the cut falls, and it
+    # loads Plotly's script in the browser here (~2 s the first time in a tab), not on Explore's first open.
+    st.plotly_chart(
+        figures.score_histogram(
+            resources.views(analysis).score_bins(),
+            cut=summaries.budget_cut(analysis.scores),
+            detector_label=DETECTORS[config.detector].label,
+            log_y=False,
+        ),
+        key="setup-histogram",
+        config={"displaylogo": False},
+    )
     with st.expander("Run details"):
         st.json(
             {
