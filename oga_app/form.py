@@ -250,16 +250,13 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None, s
             help="One of oga's models (photo_resnet, cnn, resnet18_imagenet, ...) or any torchvision "
             "classification architecture by name (mobilenet_v3_small, efficientnet_b0, convnext_tiny, ...).",
         ).strip()
-        path = st.text_input(
+        weights = _weights_file(
             "Weights file",
-            value=current.weights or "",
-            key=wkey("setup_weights_path"),
-            persist_state=SESSION,
+            current.weights,
+            "setup_weights",
             placeholder="/models/resnet18-f37072fd.pth  (a state dict or a checkpoint; never executed)",
             help=options.WEIGHTS_HELP,
         )
-        upload = st.file_uploader("… or upload it", type=["pt", "pth", "ckpt", "bin"], key=wkey("setup_weights_upload"))
-        weights = str(save_upload(upload, upload.name)) if upload is not None else path.strip() or None
         backbones = list(names(options.BACKBONES))
         backbone = st.radio(
             "Train",
@@ -281,15 +278,12 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None, s
             persist_state=SESSION,
             help="oga's own checkpoints and plain torchvision state dicts both load.",
         )
-        path = st.text_input(
+        checkpoint = _weights_file(
             "Checkpoint file",
-            value=current.checkpoint or "",
-            key=wkey("setup_ckpt_path"),
-            persist_state=SESSION,
+            current.checkpoint,
+            "setup_ckpt",
             placeholder="/models/resnet18.pt  (a state dict; never executed, weights only)",
         )
-        upload = st.file_uploader("… or upload it", type=["pt", "pth", "ckpt", "bin"], key=wkey("setup_ckpt_upload"))
-        checkpoint = str(save_upload(upload, upload.name)) if upload is not None else path.strip() or None
         if checkpoint is None:
             st.info("Give a checkpoint file to score a model you already trained.", icon=":material/info:")
     epochs = st.number_input(
@@ -304,6 +298,16 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None, s
         "held-out accuracy.",
     )
     return mode, model, checkpoint, None if epochs is None else int(epochs), weights, backbone
+
+
+def _weights_file(label: str, value: str | None, key: str, *, placeholder: str, help: str | None = None) -> str | None:
+    """A path to a weights file on the server, or an upload of one (saved under the app home);
+    None when neither is given. ``key``: the widgets' key prefix (``_path`` / ``_upload``)."""
+    path = st.text_input(
+        label, value=value or "", key=wkey(f"{key}_path"), persist_state=SESSION, placeholder=placeholder, help=help
+    )
+    upload = st.file_uploader("… or upload it", type=["pt", "pth", "ckpt", "bin"], key=wkey(f"{key}_upload"))
+    return str(save_upload(upload, upload.name)) if upload is not None else path.strip() or None
 
 
 def _advanced(current: AnalysisConfig) -> dict[str, object]:
