@@ -55,13 +55,7 @@ def main() -> None:
             page.locator(e2e.key_css(f"drop-{sid}")).get_by_role("button").click()
             e2e.wait_idle(page)
         for sid in ids[2:4]:
-            page.locator(e2e.key_css(f"relabel-{sid}")).locator("input").click()
-            option = page.locator("[role='option']:visible").first
-            try:
-                option.wait_for(timeout=1_500)
-            except Exception:  # Streamlit's combobox sometimes takes a first click as focus only
-                page.locator(e2e.key_css(f"relabel-{sid}")).locator("input").click()
-            option.click()
+            e2e.choose_option(page, f"relabel-{sid}")
             e2e.wait_idle(page)
         page.locator(e2e.key_css(f"keep-{ids[4]}")).get_by_role("button").click()
         shoot(page, "review", args.out, height=1400)

@@ -57,12 +57,8 @@ def test_drop_and_relabel_survive_a_killed_server(tmp_path: Path):
             page.locator(e2e.key_css(f"card-{dropped}")).get_by_text("dropped").wait_for(timeout=30_000)
             e2e.wait_idle(page)
 
-            page.locator(e2e.key_css(f"relabel-{relabelled}")).get_by_role("button", name="Open").click()
-            option = page.get_by_role("option").first
-            option.wait_for(timeout=10_000)
-            chosen = option.inner_text().strip()  # "→ 4 (predicted)": the prediction is offered first
+            chosen = e2e.choose_option(page, f"relabel-{relabelled}")  # "→ 4 (predicted)": the prediction first
             new_label = re.fullmatch(r"→ (.+?)( \(predicted\))?", chosen).group(1)
-            option.click()
             page.locator(e2e.key_css(f"card-{relabelled}")).get_by_text(f"relabelled → {new_label}").wait_for(
                 timeout=30_000
             )

@@ -37,33 +37,8 @@ def open_similar(page) -> str:
 
 
 def relabel(page, box_key: str, *, keyboard: bool = False) -> str:
-    """Relabel through the select box ``box_key`` as a person does; the class chosen. Mouse: a
-    click on the box, a click on its first option. Keyboard: the box focused (a click), then the
-    arrow key (it opens the list, or moves to the first option of an open one) and Enter.
-
-    Measured in Chromium: after some runs (Explore opened before, another select box used)
-    Streamlit's combobox may take the first click on a box as focus only, opening no list; a
-    second click, or the arrow key, opens it. A minimal page of select boxes does not show it, so
-    it is the interplay with something on oga's pages, not found yet. The mouse path clicks again
-    when the list did not open; More like this is driven from the keyboard, which always opens it. Options are looked for among
-    the visible ones: an earlier list stays in the page, hidden."""
-    box = e2e.settled(page.locator(e2e.key_css(box_key)).locator("input"))
-    box.click()
-    if keyboard:
-        page.keyboard.press("ArrowDown")
-        option = page.locator("[role='option'][data-focused='true']:visible").first
-        option.wait_for(timeout=10_000)
-        chosen = option.inner_text().strip()
-        page.keyboard.press("Enter")
-    else:
-        option = page.locator("[role='option']:visible").first
-        try:
-            option.wait_for(timeout=1_500)
-        except Exception:  # the click only focused the box (see above): a person clicks again
-            box.click()
-            option.wait_for(timeout=10_000)
-        chosen = option.inner_text().strip()
-        option.click()
+    """Relabel through the select box ``box_key`` (``e2e.choose_option``); the class chosen."""
+    chosen = e2e.choose_option(page, box_key, keyboard=keyboard)
     return re.fullmatch(r"→ (.+?)( \(predicted\))?", chosen).group(1)
 
 
