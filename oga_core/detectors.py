@@ -326,7 +326,7 @@ DETECTORS: dict[str, Detector] = {
             "Margin · over training (baseline)",
             "probability margin averaged over training (a probability version of AUM)",
             "baseline",
-            _averaged(lambda f: f["p_other"] - np.exp(f["log_p_given"])),
+            _averaged(_probability_margin),
             trajectory=True,
         ),
         Detector(
@@ -346,7 +346,7 @@ DETECTORS: dict[str, Detector] = {
             "the probability margin (best other class minus the given one) summed over training weighted by the "
             "learning rate; ranks as the logit gradient's component toward the runner-up class",
             "oga",
-            _lr_weighted(lambda f: f["p_other"] - np.exp(f["log_p_given"])),
+            _lr_weighted(_probability_margin),
             trajectory=True,
         ),
         Detector(
@@ -356,7 +356,7 @@ DETECTORS: dict[str, Detector] = {
             "the final model's probability margin while it has not memorised its training labels (judged on the "
             "held-out part), the TracIn-weighted margin once it has, blended between",
             "oga",
-            lambda inputs: _adaptive_margin(inputs),
+            _adaptive_margin,
             trajectory=True,
         ),
         Detector(

@@ -46,7 +46,7 @@ from oga_core.noise import NoisyLabels, flip_labels
 from oga_core.pixels import PixelFile, Pixels, open_pixels, sample_rows
 from oga_core.progress import Progress, StageProgress, Stages
 from oga_core.store import Cache, cache_key, load_array, read_json, save_arrays, write_json
-from oga_core.train import channel_stats, resolve_device, train
+from oga_core.train import channel_stats, feature_stats, resolve_device, train
 
 # Bumped whenever a step's output changes for the same inputs, so old cache entries are not reused.
 CACHE_VERSION = 5
@@ -231,8 +231,7 @@ def fit_model(
         return hit
     model = build()
     if frozen:
-        sample = torch.from_numpy(np.asarray(pixels[~holdout], dtype=np.float32))
-        model.set_normalization(sample.mean(0), sample.std(0))
+        model.set_normalization(*feature_stats(pixels[~holdout]))
     else:
         mean, std = channel_stats(pixels)
         model.set_normalization(mean, std)
@@ -240,9 +239,7 @@ def fit_model(
     if config.checkpoint:
         head_replaced = load_checkpoint(model, Path(config.checkpoint), new_head=epochs > 0)
     elif weights is not None and not frozen:
-        head_replaced = load_checkpoint(model, weights, new_head=True, what="weights file")
-        if config.pretrained:  # torchvision's weights were trained on ImageNet-normalised inputs
-            model.set_normalization(torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+        head_replaced = _load_weights(model, weights, pretrained=config.pretrained)
     result = train(
         model,
         pixels,
@@ -273,6 +270,16 @@ def fit_model(
         if result.trajectory is not None:
             save_arrays(folder, trajectory=result.trajectory.values, trajectory_lr=result.trajectory.lr)
     return FittedModel(model, key, record, result.trajectory, False)
+
+
+def _load_weights(model: Classifier, weights: Path, *, pretrained: bool) -> bool:
+    """Load pretrained ``weights`` into ``model`` (a new head when the classes differ; True then).
+    The file's own normalisation, if it carries one, replaces the data's; torchvision's published
+    weights (``pretrained``) were trained on ImageNet-normalised inputs, so they get ImageNet's."""
+    head_replaced = load_checkpoint(model, weights, new_head=True, what="weights file")
+    if pretrained:
+        model.set_normalization(torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+    return head_replaced
 
 
 def is_colour(pixels: Pixels) -> bool:
@@ -310,11 +317,7 @@ def backbone_features(
         return hit
     backbone = build_model(config.model, num_classes=dataset.num_classes, in_channels=c, image_size=h, seed=config.seed)
     backbone.set_normalization(*channel_stats(loaded.pixels))
-    load_checkpoint(
-        backbone, weights, new_head=True, what="weights file"
-    )  # the file's own normalisation, if it has one, wins
-    if config.pretrained:
-        backbone.set_normalization(torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+    _load_weights(backbone, weights, pretrained=config.pretrained)
     features = forward_pass(
         backbone, loaded.pixels, batch_size=config.recipe().batch_size, device=device, progress=report
     ).features

@@ -84,6 +84,13 @@ def channel_stats(pixels: Pixels) -> tuple[torch.Tensor, torch.Tensor]:
     return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
 
 
+def feature_stats(features: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std ``(D,)`` of float features ``(N, D)`` (a frozen backbone's, for
+    the linear head trained on them)."""
+    x = torch.from_numpy(np.asarray(features, dtype=np.float32))
+    return x.mean(0), x.std(0)
+
+
 def rows(pixels: Pixels, index: torch.Tensor | np.ndarray | slice) -> torch.Tensor:
     """uint8 ``(B, C, H, W)`` rows of pixels in memory or in a file, as a CPU tensor."""
     if isinstance(index, torch.Tensor):

@@ -22,7 +22,7 @@ from oga_core.gradients import forward_pass
 from oga_core.lastlayer import Trajectory, softmax
 from oga_core.models import Classifier, FeatureHead, build_model
 from oga_core.noise import NoisyLabels, flip_labels
-from oga_core.train import channel_stats, train
+from oga_core.train import channel_stats, feature_stats, train
 
 
 @dataclass
@@ -106,8 +106,7 @@ def fit(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model: Classifier = FeatureHead(px.shape[1], classes)
-        x = torch.from_numpy(px[~holdout])
-        model.set_normalization(x.mean(0), x.std(0))
+        model.set_normalization(*feature_stats(px[~holdout]))
     else:
         c, h, _ = px.shape[1:]
         model = build_model(model_name, num_classes=classes, in_channels=c, image_size=h, seed=seed)
