@@ -28,10 +28,12 @@ TRAINABLE = [m for m in names(options.MODELS) if m != SMALL_MODEL]
 MODEL_MODES = {
     SMALL_MODEL: "Train oga's default for the data (CNN for grayscale, Photo ResNet-8 for colour photos; minutes on a CPU)",
     "torchvision": "Train another architecture",
+    "imagenet": "Start from ImageNet weights installed with oga (EfficientNet-Lite0; no download; best for photos)",
     "weights": "Start from pretrained weights (a frozen backbone with a new head, or fine-tuned)",
     "checkpoint": "Load a checkpoint (weights only)",
 }
 BACKBONE_LABELS = labels(options.BACKBONES)
+IMAGENET_MODEL = next(iter(options.INSTALLED_WEIGHTS))  # the ImageNet backbone that comes with oga
 DEMO_NOISE_PERCENT = round(state.DEMO_NOISE * 100)
 NOISE_PERCENT_MAX = 50
 
@@ -83,6 +85,7 @@ def settings_form(current: AnalysisConfig) -> AnalysisConfig | None:
         checkpoint=checkpoint,
         weights=weights,
         backbone=backbone,
+        pretrained=mode == "imagenet",
         epochs=epochs,  # None: the model's recipe (and the same cache entry as the demo's)
         scope=scope,
         detector=ranking.detector,
@@ -216,6 +219,8 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None, s
         mode_now = "checkpoint"
     elif current.weights:
         mode_now = "weights"
+    elif current.pretrained and current.model in options.INSTALLED_WEIGHTS:
+        mode_now = "imagenet"
     else:
         mode_now = SMALL_MODEL if current.model == SMALL_MODEL else "torchvision"
     mode = st.radio(
@@ -241,6 +246,10 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None, s
             help="\n\n".join(f"**{MODEL_LABELS[m]}**: {MODEL_HELP[m]}" for m in TRAINABLE),
         )
         st.caption(MODEL_HELP[model] + ". Training a ResNet on a CPU takes minutes per epoch on thousands of images.")
+    elif mode == "imagenet":
+        model = IMAGENET_MODEL
+        st.caption(MODEL_HELP[model] + ".")
+        backbone = _backbone(current)
     elif mode == "weights":
         model = st.text_input(
             "Architecture of the weights",
@@ -257,16 +266,7 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None, s
             placeholder="/models/resnet18-f37072fd.pth  (a state dict or a checkpoint; never executed)",
             help=options.WEIGHTS_HELP,
         )
-        backbones = list(names(options.BACKBONES))
-        backbone = st.radio(
-            "Train",
-            backbones,
-            index=backbones.index(current.backbone),
-            format_func=BACKBONE_LABELS.get,
-            key=wkey("setup_backbone"),
-            persist_state=SESSION,
-            captions=[c.help for c in options.BACKBONES],
-        )
+        backbone = _backbone(current)
     else:
         models = list(names(options.MODELS))
         model = st.selectbox(
@@ -300,6 +300,20 @@ def _model(current: AnalysisConfig) -> tuple[str, str, str | None, int | None, s
     return mode, model, checkpoint, None if epochs is None else int(epochs), weights, backbone
 
 
+def _backbone(current: AnalysisConfig) -> str:
+    """How pretrained weights are trained: a frozen backbone with a new head, or every layer."""
+    backbones = list(names(options.BACKBONES))
+    return st.radio(
+        "Train",
+        backbones,
+        index=backbones.index(current.backbone),
+        format_func=BACKBONE_LABELS.get,
+        key=wkey("setup_backbone"),
+        persist_state=SESSION,
+        captions=[c.help for c in options.BACKBONES],
+    )
+
+
 def _weights_file(label: str, value: str | None, key: str, *, placeholder: str, help: str | None = None) -> str | None:
     """A path to a weights file on the server, or an upload of one (saved under the app home);
     None when neither is given. ``key``: the widgets' key prefix (``_path`` / ``_upload``)."""
@@ -319,7 +333,8 @@ def _advanced(current: AnalysisConfig) -> dict[str, object]:
             current.image_size,
             key=wkey("setup_image_size"),
             persist_state=SESSION,
-            help="File images are resized to a square of this side for the model.",
+            placeholder=f"auto: {options.DEFAULT_IMAGE_SIZE} (EfficientNet-Lite0: 128)",
+            help="File images are resized to a square of this side for the model. " + options.IMAGE_SIZE_HELP,
         )
         grayscale = st.checkbox(
             "Read file images as grayscale",
@@ -373,7 +388,7 @@ def _advanced(current: AnalysisConfig) -> dict[str, object]:
             help=options.DEVICE_HELP,
         )
     return {
-        "image_size": int(image_size),
+        "image_size": None if image_size is None else int(image_size),
         "grayscale": bool(grayscale),
         "skip_unreadable": bool(skip),
         "seed": int(seed),

@@ -44,7 +44,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         help="; ".join(f"{c.name}: {c.help}" for c in options.NOISE_KINDS),
     )
     p.add_argument("--seed", type=int, default=0, help=options.SEED_HELP)
-    p.add_argument("--image-size", type=int, default=options.DEFAULT_IMAGE_SIZE, help=options.IMAGE_SIZE_HELP)
+    p.add_argument("--image-size", type=int, default=None, help=options.IMAGE_SIZE_HELP)
     p.add_argument("--grayscale", action="store_true", help=options.GRAYSCALE_HELP)
     p.add_argument("--skip-unreadable", action="store_true", help=options.SKIP_UNREADABLE_HELP)
 

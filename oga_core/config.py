@@ -50,7 +50,7 @@ class AnalysisConfig:
     noise_kind: str = options.DEFAULT_NOISE_KIND
     seed: int = 0
     device: str = "auto"
-    image_size: int = options.DEFAULT_IMAGE_SIZE
+    image_size: int | None = None
     grayscale: bool = False
     skip_unreadable: bool = False
 
@@ -89,6 +89,11 @@ class AnalysisConfig:
     def frozen_backbone(self) -> bool:
         """True when only a linear head is trained, on the cached features of a frozen backbone."""
         return self.starts_from_weights and self.backbone == "frozen"
+
+    @property
+    def resolved_image_size(self) -> int:
+        """The side file images are decoded at: ``image_size``, or the model's default when None."""
+        return options.default_image_size(self.model) if self.image_size is None else self.image_size
 
     def for_input(self, *, colour: bool) -> AnalysisConfig:
         """This config with ``auto`` replaced by the model for the data (``options.auto_model``)."""
@@ -149,7 +154,12 @@ class AnalysisConfig:
             )
         if self.weights is not None and self.pretrained:
             raise OgaError("give either --weights FILE or --pretrained (torchvision's own weights), not both")
-        if self.pretrained and self.model in options.names(options.MODELS) and not self.model.endswith("_imagenet"):
+        if (
+            self.pretrained
+            and self.model in options.names(options.MODELS)
+            and not self.model.endswith("_imagenet")
+            and self.model not in options.INSTALLED_WEIGHTS
+        ):
             raise OgaError(
                 f"torchvision publishes no weights for oga's '{self.model}': use --pretrained with a torchvision "
                 "architecture (resnet18_imagenet, mobilenet_v3_small, ...)"
@@ -186,6 +196,6 @@ class AnalysisConfig:
             # checked here, before any cache key: a mistyped path must not quietly score an untrained model
             raise ModelError(f"checkpoint {self.checkpoint} does not exist or is not a file")
         low, high = options.IMAGE_SIZE_RANGE
-        if not low <= self.image_size <= high:
+        if self.image_size is not None and not low <= self.image_size <= high:
             raise OgaError(f"image size must be between {low} and {high} pixels, got {self.image_size}")
         return self

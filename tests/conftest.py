@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import zlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,6 +80,17 @@ def digits_analysis(digits_config):
     from oga_core.pipeline import analyze
 
     return analyze(digits_config)
+
+
+@pytest.fixture(scope="session")
+def cifar_photos(_isolated_home):
+    """The shared real CIFAR-10 photos (``photos:cifar10-3k``), as uint8 (N, 3, 32, 32) and labels."""
+    from oga_core.bench import photos
+    from oga_core.data import load_source
+
+    # The project's shared data lies beside every checkout, CI's included: missing, it is a failure.
+    dataset = load_source(photos.resolve(photos.CIFAR_ALIAS))
+    return np.asarray(dataset.decode().pixels), dataset.labels
 
 
 # -- app fixtures (tests/test_app*.py, tests/test_hostile_input.py) ---------------------------

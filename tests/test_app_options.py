@@ -45,8 +45,10 @@ def test_setup_form_offers_the_engines_choices_and_defaults(home):
     assert kinds.value == options.DEFAULT_NOISE_KIND
     assert list(kinds.proto.captions) == [c.label for c in options.NOISE_KINDS]
     offers(at.selectbox(key="setup_device"), options.DEVICES)
-    assert at.number_input(key="setup_image_size").value == options.DEFAULT_IMAGE_SIZE
-    size = at.number_input(key="setup_image_size").proto
+    size = at.number_input(key="setup_image_size")
+    assert size.value is default.image_size is None  # the model's own: 32, or 128 for the ImageNet backbone
+    assert str(options.DEFAULT_IMAGE_SIZE) in size.proto.placeholder
+    size = size.proto
     assert (size.min, size.max) == options.IMAGE_SIZE_RANGE
     # None: the model's recipe, shown as the placeholder
     batch = at.number_input(key="setup_batch")

