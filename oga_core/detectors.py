@@ -35,6 +35,7 @@ from oga_core.lastlayer import (
     primitives,
     softmax,
 )
+from oga_core.transition import noise_aware_scores
 
 if TYPE_CHECKING:  # the gradient module imports torch; scoring needs only its arrays
     from oga_core.gradients import GradientStats
@@ -155,6 +156,30 @@ def _adaptive_margin(inputs: ScoreInputs) -> np.ndarray:
         return final
     tracin = _lr_weighted(_probability_margin)(inputs)
     return (1.0 - w) * final + w * tracin
+
+
+def adaptive_probs(inputs: ScoreInputs) -> np.ndarray:
+    """float64 ``(N, K)`` class probabilities the noise-aware score reads. While the model has not
+    memorised: every epoch's records and the final model averaged, each weighted by its squared
+    held-out accuracy above chance (``Trajectory.quality_probs``: a short run's half-trained
+    epochs weigh little, and an underfit model trained on shifted and mirrored views is averaged
+    over many); once it has, the TracIn-weighted average (early epochs, before the flips were
+    learnt); blended by :func:`blend_weight`, as :func:`_adaptive_margin` blends margins. The
+    final model's alone without a trajectory."""
+    final = softmax(inputs.stats.logits)
+    trajectory = inputs.trajectory
+    if trajectory is None or trajectory.probs is None:
+        return final
+    w = blend_weight(inputs)
+    settled = trajectory.quality_probs(final)
+    if w == 0.0:
+        return settled
+    return (1.0 - w) * settled + w * np.asarray(trajectory.probs, dtype=np.float64)
+
+
+def _noise_aware(inputs: ScoreInputs) -> np.ndarray:
+    """:func:`oga_core.transition.noise_aware_scores` of :func:`adaptive_probs`."""
+    return noise_aware_scores(adaptive_probs(inputs), inputs.labels)[0]
 
 
 class GradientIsolationForest:
@@ -352,11 +377,23 @@ DETECTORS: dict[str, Detector] = {
         Detector(
             "adaptive",
             "margin_adaptive",
-            "Margin · final or over training, by memorisation (default)",
+            "Margin · final or over training, by memorisation",
             "the final model's probability margin while it has not memorised its training labels (judged on the "
             "held-out part), the TracIn-weighted margin once it has, blended between",
             "oga",
             _adaptive_margin,
+            trajectory=True,
+        ),
+        Detector(
+            "noise_aware",
+            "noise_aware",
+            "Noise-aware · toward the classes flips come from (default)",
+            "estimates from the data which classes the wrong labels come from (cleanlab's confident joint of the "
+            "model's probabilities): where they concentrate (look-alike classes), ranks by the probability of the "
+            "likeliest source class against the given one; where they spread, by EL2N. Probabilities of the final "
+            "model, or averaged over training once it memorises",
+            "oga",
+            _noise_aware,
             trajectory=True,
         ),
         Detector(

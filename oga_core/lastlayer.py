@@ -102,11 +102,29 @@ TRAJECTORY_FIELDS = ("log_p_given", "p_other", "el2n", "logit_margin", "h_l2", "
 class Trajectory:
     """Per-sample quantities of every epoch: ``values`` float32 ``(E, N, F)`` with fields
     ``TRAJECTORY_FIELDS``; ``lr`` ``(E,)`` the mean learning rate of each epoch; ``trained`` bool
-    ``(N,)``: False for held-out samples (recorded, never trained on)."""
+    ``(N,)``: False for held-out samples (recorded, never trained on); ``probs`` float32 ``(N, K)``
+    each sample's class probabilities averaged over the epochs with TracIn's learning-rate weights
+    (``lr`` normalised to sum to one), or None where it was not recorded; ``probs_quality`` the same
+    averaged with the weights ``quality[:E]`` (each record's squared held-out accuracy above
+    chance), and ``quality[E]`` the final model's weight, for :meth:`quality_probs` (None without
+    a held-out part)."""
 
     values: np.ndarray
     lr: np.ndarray
     trained: np.ndarray
+    probs: np.ndarray | None = None
+    probs_quality: np.ndarray | None = None
+    quality: np.ndarray | None = None
+
+    def quality_probs(self, final: np.ndarray) -> np.ndarray:
+        """float64 ``(N, K)``: the records' and the final model's probabilities ``final`` averaged
+        with the quality weights; ``final`` itself when there are none (no held-out part)."""
+        if self.probs_quality is None or self.quality is None:
+            return final
+        records, last = float(self.quality[:-1].sum()), float(self.quality[-1])
+        if records + last <= 0:
+            return final
+        return (records * np.asarray(self.probs_quality, dtype=np.float64) + last * final) / (records + last)
 
     def field(self, name: str) -> np.ndarray:
         """``(E, N)`` values of one field."""

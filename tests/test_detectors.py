@@ -141,6 +141,7 @@ def test_detector_columns():
         "oga_l2n_tracin",
         "margin_tracin",
         "margin_adaptive",
+        "noise_aware",
         "aum",
     ]
     with pytest.raises(OgaError, match="unknown detector 'l3'"):
@@ -173,3 +174,28 @@ def test_the_isolation_forest_scores_in_batches_with_bounded_memory(monkeypatch)
     monkeypatch.setattr(det, "IFOREST_FIT_ROWS", 100)  # fitted on a sample: still finds the wrong ones
     sampled = det._iforest(det.ScoreInputs(stats, labels, 0))
     assert len(set(np.argsort(-sampled)[:10]) & set(range(5))) >= 4
+
+
+def test_adaptive_probs_weigh_epochs_by_quality_and_turn_to_tracin_once_memorised():
+    """The noise-aware score's probabilities: the final model's without a trajectory; while the
+    model has not memorised, the records and the final model averaged with their quality weights;
+    once it has (training accuracy far above held-out), the TracIn-weighted average."""
+    from oga_core.detectors import ScoreInputs, adaptive_probs
+    from oga_core.lastlayer import TRAJECTORY_FIELDS, Trajectory, softmax
+
+    stats, labels = _stats(n=40)
+    final = softmax(stats.logits)
+    np.testing.assert_allclose(adaptive_probs(ScoreInputs(stats, labels)), final)
+    trained = np.ones(40, dtype=bool)
+    trained[:5] = False  # the five wrong ones are held out: held-out accuracy 0, training accuracy 1
+    k = final.shape[1]
+    tracin = np.full((40, k), 1.0 / k)
+    early = np.roll(final, 1, axis=1)  # what a record said: another class
+    values = np.zeros((2, 40, len(TRAJECTORY_FIELDS)), np.float32)
+    trajectory = Trajectory(values, np.array([1.0, 0.5]), trained, tracin, early, np.array([0.1, 0.3, 0.6]))
+    memorised = ScoreInputs(stats, labels, 0, trajectory)
+    np.testing.assert_allclose(adaptive_probs(memorised), tracin)
+    trained[:5] = True
+    trained[5:10] = False  # five right ones held out: it generalises as it fits, nothing memorised
+    settled = adaptive_probs(ScoreInputs(stats, labels, 0, trajectory))
+    np.testing.assert_allclose(settled, (0.4 * early + 0.6 * final) / 1.0)

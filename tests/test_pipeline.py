@@ -170,10 +170,14 @@ def test_scoring_a_saved_checkpoint_reproduces_the_analysis(digits_analysis):
     assert not scored.scores["heldout"].any() and scored.run["health"]["verdict"] == "unchecked"
     column = detector_column(DEFAULT_DETECTOR)
     np.testing.assert_array_equal(scored.scores["score"], scored.scores[column])
-    # The default is a trajectory score: without training it is the loaded model's value (the
-    # probability margin), and the run says so.
+    # The default reads the training trajectory: without training it scores the loaded model's
+    # probabilities alone, and the run says so.
     assert DETECTORS[DEFAULT_DETECTOR].trajectory
-    np.testing.assert_allclose(scored.scores[column], scored.scores["margin"], rtol=1e-5, atol=1e-6)
+    from oga_core.lastlayer import softmax
+    from oga_core.transition import noise_aware_scores
+
+    alone, _ = noise_aware_scores(softmax(scored.stats.logits), scored.dataset.labels)
+    np.testing.assert_allclose(scored.scores[column], alone, rtol=1e-5, atol=1e-6)
     assert any("loaded, not trained" in n for n in scored.run["notices"])
 
 
@@ -291,17 +295,20 @@ def test_decisions_follow_the_data_when_a_file_is_added(tmp_path, make_images, c
     assert len(Workspace(before).decisions().table()) == 2  # the earlier workspace is untouched
 
 
-def test_default_follows_the_final_margin_after_one_epoch():
+def test_default_follows_the_final_model_after_one_epoch():
     """Issue 16's case: one epoch of digits with 10% flips. The trajectory of a first epoch is a
     half-trained model's guesses (margin_tracin ~0.97 AUROC); the default must stay within 0.005
-    of the final model's margin (~0.997), and it does so by reading memorisation off the held-out part."""
+    of the best of the final model's margin, EL2N and loss (~0.997): its probabilities weigh each
+    epoch by its held-out accuracy, so the final model outweighs the first epoch's records."""
     from sklearn.metrics import roc_auc_score
 
     analysis = analyze(AnalysisConfig(noise=0.1, epochs=1))
     s, truth = analysis.scores, analysis.noise.noisy
-    auroc = {c: roc_auc_score(truth, s[c]) for c in ("margin", "margin_tracin", "score")}
-    assert analysis.config.detector == "adaptive" and auroc["score"] >= auroc["margin"] - 0.005, auroc
-    assert auroc["margin_tracin"] < auroc["margin"] - 0.01, auroc  # the case is real: the trajectory alone loses
+    auroc = {c: roc_auc_score(truth, s[c]) for c in ("margin", "el2n", "loss", "margin_tracin", "score")}
+    final = max(auroc["margin"], auroc["el2n"], auroc["loss"])
+    assert analysis.config.detector == DEFAULT_DETECTOR == "noise_aware"
+    assert auroc["score"] >= final - 0.005, auroc
+    assert auroc["margin_tracin"] < final - 0.01, auroc  # the case is real: the trajectory alone loses
 
 
 def test_blend_weight_moves_to_the_trajectory_with_memorisation():

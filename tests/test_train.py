@@ -80,7 +80,7 @@ def test_the_trajectory_is_the_head_gradient_of_each_step_before_the_step():
     model = _model()
     expected = np.zeros((3, 40, len(TRAJECTORY_FIELDS)))
 
-    def check(epoch, idx, logits, y):
+    def check_gradients(epoch, idx, logits, y):
         w, b = model.head.weight, model.head.bias
         for row, sample in enumerate(idx.tolist()):
             loss = torch.nn.functional.cross_entropy(logits[row : row + 1], y[row : row + 1])
@@ -98,6 +98,12 @@ def test_the_trajectory_is_the_head_gradient_of_each_step_before_the_step():
                 float(g.abs().sum()),
             ]
 
+    probs = np.zeros((3, 40, 2))
+
+    def check(epoch, idx, logits, y):
+        check_gradients(epoch, idx, logits, y)
+        probs[epoch, idx.numpy()] = torch.softmax(logits.detach().double(), 1).numpy()
+
     result = train(model, pixels, labels, epochs=3, batch_size=16, seed=3, on_batch=check)
     traj = result.trajectory
     assert traj.values.shape == (3, 40, len(TRAJECTORY_FIELDS)) and traj.trained.all()
@@ -111,6 +117,10 @@ def test_the_trajectory_is_the_head_gradient_of_each_step_before_the_step():
     np.testing.assert_allclose(l2, expected[:, :, 2], rtol=1e-6)
     np.testing.assert_allclose(l1, expected[:, :, 4], rtol=1e-6)
     assert traj.lr.shape == (3,) and traj.lr[0] > traj.lr[-1] > 0  # cosine decay
+    # each sample's class probabilities, averaged over the epochs with TracIn's weights
+    weights = traj.lr / traj.lr.sum()
+    np.testing.assert_allclose(traj.probs, np.tensordot(weights, probs, 1), rtol=1e-5, atol=1e-6)
+    assert traj.probs_quality is None and traj.quality is None  # nothing held out: no quality to weigh by
 
 
 def test_held_out_samples_are_recorded_but_never_trained_on():
@@ -131,6 +141,27 @@ def test_held_out_samples_are_recorded_but_never_trained_on():
     assert (result.trajectory.trained == ~holdout).all()
     assert np.all(result.trajectory.values[:, holdout, 4] > 0)  # recorded by the eval-mode pass
     assert "holdout_accuracy" in result.history[-1]
+
+
+def test_quality_weights_follow_held_out_accuracy():
+    """Each epoch's records weigh by the squared held-out accuracy above chance the model had while
+    they were made (the mean of the accuracy before and after the epoch; chance before the first),
+    the final model by its own; the quality-weighted probabilities are distributions."""
+    pixels, labels = _toy(n=60)
+    holdout = np.zeros(60, bool)
+    holdout[::4] = True
+    result = train(_model(), pixels, labels, epochs=4, batch_size=8, holdout=holdout, seed=1)
+    traj, classes = result.trajectory, 2
+    accuracy = [h["holdout_accuracy"] for h in result.history]
+    before = [1.0 / classes, *accuracy[:-1]]
+    expected = [max((a + b) / 2 - 1.0 / classes, 0.0) ** 2 for a, b in zip(before, accuracy)]
+    np.testing.assert_allclose(traj.quality, [*expected, max(accuracy[-1] - 1.0 / classes, 0) ** 2])
+    assert traj.quality[0] < traj.quality[-1]  # the first epoch's records came from a half-trained model
+    np.testing.assert_allclose(traj.probs_quality.sum(1), 1.0, rtol=1e-5)
+    final = np.full((60, classes), 0.5)
+    mixed = traj.quality_probs(final)
+    share = traj.quality[-1] / traj.quality.sum()
+    np.testing.assert_allclose(mixed, (1 - share) * traj.probs_quality + share * final, rtol=1e-5)
 
 
 def test_resolve_device(monkeypatch):
@@ -170,17 +201,6 @@ def test_random_crop_flip_keeps_shape_and_content():
     again = random_crop_flip(x, torch.Generator().manual_seed(0))
     assert torch.equal(views, again)  # reproducible from the generator
     assert not torch.equal(random_crop_flip(x, torch.Generator().manual_seed(1)), views)
-
-
-@pytest.fixture(scope="module")
-def cifar_photos():
-    """The shared real CIFAR-10 photos (``photos:cifar10-3k``), as uint8 (N, 3, 32, 32) and labels."""
-    from oga_core.bench import photos
-    from oga_core.data import load_source
-
-    # The project's shared data lies beside every checkout, CI's included: missing, it is a failure.
-    dataset = load_source(photos.resolve(photos.CIFAR_ALIAS))
-    return np.asarray(dataset.decode().pixels), dataset.labels
 
 
 def test_photo_recipe_learns_real_photos(cifar_photos):

@@ -65,6 +65,13 @@ COLUMNS: tuple[Column, ...] = (
         "final margin while the model has not memorised (held-out part), TracIn margin once it has, blended",
         scope="last",
     ),
+    _detector(
+        "noise_aware",
+        "the margin toward the classes flips come from (estimated: cleanlab's confident joint of the model's "
+        "probabilities) where they concentrate, EL2N where they spread; probabilities of the final model, or "
+        "TracIn-averaged once it memorises",
+        scope="last",
+    ),
     # cleanlab on 5-fold out-of-sample probabilities of the same model and recipe
     Column("cleanlab_sc", "cleanlab, 1 - self_confidence label quality", "baseline", "peer", "cleanlab_sc"),
     Column("cleanlab_nm", "cleanlab, 1 - normalized_margin label quality", "baseline", "peer", "cleanlab_nm"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,14 @@ from oga_core.config import AnalysisConfig
 from oga_core.data import load_source
 from oga_core.gradients import forward_pass
 from oga_core.lastlayer import Trajectory, softmax
-from oga_core.models import Classifier, FeatureHead, build_model
+from oga_core.models import (
+    Classifier,
+    FeatureHead,
+    build_model,
+    load_checkpoint,
+    pretrained_weights,
+    published_normalization,
+)
 from oga_core.noise import NoisyLabels, flip_labels
 from oga_core.train import channel_stats, feature_stats, train
 
@@ -37,12 +45,14 @@ class Split:
     train_ids: list[str]
 
 
-def split_data(source: str, *, test_fraction: float, seed: int, max_samples: int) -> Split:
+def split_data(
+    source: str, *, test_fraction: float, seed: int, max_samples: int, image_size: int = options.DEFAULT_IMAGE_SIZE
+) -> Split:
     """A stratified train/test split of a data source (subsampled, stratified, to ``max_samples``
-    first); the same ``seed``, the same split."""
+    first; file images decoded at ``image_size``); the same ``seed``, the same split."""
     from sklearn.model_selection import train_test_split  # lazy: sklearn.model_selection is slow to import
 
-    ds = load_source(photos.resolve(source))
+    ds = load_source(photos.resolve(source), image_size=image_size)
     px, labels = np.asarray(ds.decode().pixels), ds.labels
     idx = np.arange(len(ds))
     if len(idx) > max_samples:
@@ -161,41 +171,33 @@ def cross_val_probs(
     return probs
 
 
-def features_split(
-    settings: QualitySettings, split: Split, *, device: torch.device, seed: int = 0
-) -> tuple[Split, dict[str, float]]:
-    """The pretrained-features regime's data: the training part halved (stratified, ``seed``);
-    the product's default model is trained on the first half's CLEAN labels, as a network
-    pretrained on other photos of the same kind would be, and frozen; the second half and the
-    test split become its features ``(N, D)``, on which the noise is put and a linear head
-    trained. Returns the split and what the backbone is (its accuracy on the test split, seconds)."""
-    from sklearn.model_selection import train_test_split  # lazy: sklearn.model_selection is slow to import
-
-    idx = np.arange(len(split.train_y))
-    pre, rest = train_test_split(idx, test_size=0.5, stratify=split.train_y, random_state=seed)
-    pre, rest = np.sort(pre), np.sort(rest)
-    backbone = fit(
-        settings,
-        split.train_px[pre],
-        split.train_y[pre],
-        classes=split.num_classes,
-        seed=seed,
-        device=device,
-        record=False,
+def pretrained_features(split: Split, *, model: str, device: torch.device) -> tuple[Split, dict[str, Any]]:
+    """The pretrained-features regime's data: every image of the split through ``model``'s
+    published ImageNet weights (frozen, as ``oga analyze --model MODEL --pretrained`` loads them),
+    the training and test parts as its features ``(N, D)``, on which the noise is put and a linear
+    head trained. Returns the split and what the backbone is (name, feature width, seconds)."""
+    backbone = build_model(
+        model,
+        num_classes=split.num_classes,
+        in_channels=split.train_px.shape[1],
+        image_size=split.train_px.shape[2],
     )
+    weights = pretrained_weights(model)
+    load_checkpoint(
+        backbone,
+        weights,
+        new_head=True,
+        what="weights file",
+        normalization=published_normalization(backbone, pretrained=True),
+    )
+    start = time.perf_counter()
+    train_features = forward_pass(backbone.eval(), split.train_px, device=device).features
+    test_features = forward_pass(backbone, split.test_px, device=device).features
     about = {
-        "backbone_samples": int(len(pre)),
-        "backbone_test_accuracy": accuracy(backbone.model, split.test_px, split.test_y, device),
-        "backbone_seconds": round(backbone.seconds, 2),
+        "backbone": model,
+        "backbone_weights": weights.name,
+        "feature_dim": int(train_features.shape[1]),
+        "backbone_seconds": round(time.perf_counter() - start, 2),
     }
-    train_features = forward_pass(backbone.model, split.train_px[rest], device=device).features
-    test_features = forward_pass(backbone.model, split.test_px, device=device).features
-    out = Split(
-        train_features,
-        split.train_y[rest],
-        test_features,
-        split.test_y,
-        split.num_classes,
-        [split.train_ids[i] for i in rest],
-    )
+    out = Split(train_features, split.train_y, test_features, split.test_y, split.num_classes, split.train_ids)
     return out, about
