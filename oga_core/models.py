@@ -10,7 +10,6 @@ Both oga's own checkpoints and plain torchvision state dicts (``conv1.*``, ``fc.
 
 from __future__ import annotations
 
-import math
 import pickle
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -175,19 +174,20 @@ def _photo_resnet(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
     return net, net.feature_dim
 
 
-class _SamePadConv(nn.Conv2d):
-    """A convolution with TensorFlow's "SAME" padding (one more pixel right and below than left and
-    above when a stride-2 window does not fit evenly), as the ported EfficientNet weights expect:
-    PyTorch's symmetric padding shifts every stride-2 map by half a pixel."""
+def _tf_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """A convolution padded as TensorFlow's "SAME" pads it, which the ported EfficientNet weights
+    expect: symmetric at stride 1; at stride 2 on an even map the pad is one pixel more right and
+    below than left and above, which :func:`_tf_stride2_pad` adds before the convolution (PyTorch's
+    symmetric padding would shift every stride-2 map by half a pixel). Kept a plain Conv2d with
+    its own padding so that the per-sample gradient hooks unfold exactly what it convolves."""
+    padding = (kernel - 1) // 2 if stride == 1 else 0
+    return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, kernel, stride in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
-            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-            pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = nn.functional.pad(x, pads)
-        return nn.functional.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+def _tf_stride2_pad(kernel: int) -> nn.Module:
+    """TensorFlow's SAME padding of a stride-2 ``kernel`` x ``kernel`` window on an even map."""
+    total = kernel - 2
+    return nn.ZeroPad2d((total // 2, total - total // 2, total // 2, total - total // 2))
 
 
 def _tf_batchnorm(channels: int) -> nn.BatchNorm2d:
@@ -203,11 +203,12 @@ class _MBConv(nn.Module):
         super().__init__()
         mid = in_channels * expand
         if expand != 1:
-            self._expand_conv = _SamePadConv(in_channels, mid, 1, bias=False)
+            self._expand_conv = _tf_conv(in_channels, mid, 1)
             self._bn0 = _tf_batchnorm(mid)
-        self._depthwise_conv = _SamePadConv(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._pad = _tf_stride2_pad(kernel) if stride == 2 else nn.Identity()
+        self._depthwise_conv = _tf_conv(mid, mid, kernel, stride=stride, groups=mid)
         self._bn1 = _tf_batchnorm(mid)
-        self._project_conv = _SamePadConv(mid, out_channels, 1, bias=False)
+        self._project_conv = _tf_conv(mid, out_channels, 1)
         self._bn2 = _tf_batchnorm(out_channels)
         self.residual = stride == 1 and in_channels == out_channels
 
@@ -215,7 +216,7 @@ class _MBConv(nn.Module):
         h = x
         if hasattr(self, "_expand_conv"):
             h = nn.functional.relu6(self._bn0(self._expand_conv(h)))
-        h = nn.functional.relu6(self._bn1(self._depthwise_conv(h)))
+        h = nn.functional.relu6(self._bn1(self._depthwise_conv(self._pad(h))))
         h = self._bn2(self._project_conv(h))
         return h + x if self.residual else h
 
@@ -225,7 +226,8 @@ class EfficientNetLite0(nn.Module):
     on ImageNet), as a backbone for photos: oga ships its ImageNet weights (``--pretrained``).
 
     Photos are resized to ``INPUT_SIZE`` px first (a 32 px photo is upsampled, a large one
-    shrunk): ImageNet features need objects of ImageNet's scale, and 128 px kept linear-probe
+    shrunk), so every map has an even side and TensorFlow's padding is static: ImageNet features
+    need objects of ImageNet's scale, and 128 px kept linear-probe
     quality on CIFAR-10 photos within 0.005 AUROC of 160 px at 60% of the cost (docs/
     architecture.md, "A backbone that knows photos"). The features are the pooled outputs of the
     last three stages (112 + 192 + 320 = 624 values), not the 1,280 of the ImageNet head's 1x1
@@ -250,7 +252,8 @@ class EfficientNetLite0(nn.Module):
                 f"efficientnet_lite0 reads 3-channel (RGB) images, and this data has {in_channels} channel(s): read "
                 "the images as RGB (without --grayscale) or choose one of oga's other models"
             )
-        self._conv_stem = _SamePadConv(3, 32, 3, stride=2, bias=False)
+        self._stem_pad = _tf_stride2_pad(3)
+        self._conv_stem = _tf_conv(3, 32, 3, stride=2)
         self._bn0 = _tf_batchnorm(32)
         blocks, self.taps = [], []
         for repeats, kernel, stride, expand, cin, cout in self.STAGES:
@@ -260,12 +263,15 @@ class EfficientNetLite0(nn.Module):
         self._blocks = nn.ModuleList(blocks)
         self.taps = self.taps[-3:]
         self.feature_dim = sum(stage[5] for stage in self.STAGES[-3:])
+        # Convolutions in channels-last layout (the weights carry it, and every activation follows):
+        # the depthwise ones run ~1.3x faster on a CPU, with the same values.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.INPUT_SIZE or x.shape[-2] != self.INPUT_SIZE:
             shrink = x.shape[-1] > self.INPUT_SIZE
             x = nn.functional.interpolate(x, size=self.INPUT_SIZE, mode="bilinear", antialias=shrink)
-        h = nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        h = nn.functional.relu6(self._bn0(self._conv_stem(self._stem_pad(x))))
         pooled = []
         for i, block in enumerate(self._blocks):
             h = block(h)

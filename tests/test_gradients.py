@@ -2,8 +2,9 @@
 
 The reference is ``per_sample_gradients_vmap`` (``vmap(grad(loss))`` over every parameter). The
 last-layer closed form, the flattened head gradient, the all-layer norms (materialised with L1,
-ghost norms without) and the count sketch must all agree with it, on the small CNN and on a
-ResNet-18 whose BatchNorm statistics and affine parameters are perturbed so BN terms count.
+ghost norms without) and the count sketch must all agree with it, on the small CNN, on a
+ResNet-18 and on EfficientNet-Lite0, whose BatchNorm statistics and affine parameters are
+perturbed so BN terms count.
 """
 
 from __future__ import annotations
@@ -101,16 +102,20 @@ def cases() -> dict[str, _Case]:
     assert _perturb_batchnorm(mixed) == 2
     cnn = build_model("cnn", num_classes=K, in_channels=1, image_size=40, seed=2)  # 10x10 maps pooled to 8x8
     assert _perturb_batchnorm(cnn) == 2
+    # depthwise and strided convolutions with TensorFlow's padding, channels-last weights, 128 px inside
+    lite = build_model("efficientnet_lite0", num_classes=K, in_channels=3, image_size=16, seed=3)
+    assert _perturb_batchnorm(lite) == 48
     return {
         "small_cnn_3x16": _Case(small16, (3, 16, 16), 6),
         "cnn_1x40": _Case(cnn, (1, 40, 40), 5, seed=4),
         "small_cnn_1x8": _Case(small8, (1, 8, 8), 6, seed=1),
         "resnet18_3x16": _Case(resnet, (3, 16, 16), 4, seed=2),
         "mixed_3x12": _Case(mixed, (3, 12, 12), 5, seed=3),
+        "lite0_3x16": _Case(lite, (3, 16, 16), 3, seed=5),
     }
 
 
-CASES = ["small_cnn_3x16", "small_cnn_1x8", "cnn_1x40", "resnet18_3x16", "mixed_3x12"]
+CASES = ["small_cnn_3x16", "small_cnn_1x8", "cnn_1x40", "resnet18_3x16", "mixed_3x12", "lite0_3x16"]
 
 
 # -- last layer, closed form -----------------------------------------------------------------

@@ -205,16 +205,18 @@ def test_auto_model_follows_the_colour_of_the_data():
 
 # -- the ImageNet backbone that comes with oga --------------------------------------------------
 def test_tf_same_padding_pads_right_and_below_for_stride_two():
-    """The ported EfficientNet weights expect TensorFlow's SAME padding: an 8 px map under a 3x3
-    stride-2 window needs one pixel, and TensorFlow puts it right and below (PyTorch's symmetric
-    padding would shift every map by half a pixel)."""
-    from oga_core.models import _SamePadConv
+    """The ported EfficientNet weights expect TensorFlow's SAME padding: under a stride-2 window an
+    even map needs k - 2 pixels, and TensorFlow puts the odd one right and below (PyTorch's
+    symmetric padding would shift every map by half a pixel); stride 1 pads symmetrically."""
+    from oga_core.models import _tf_conv, _tf_stride2_pad
 
-    conv = _SamePadConv(1, 1, 3, stride=2, bias=False)
     x = torch.rand(1, 1, 8, 8)
-    expected = nn.functional.conv2d(nn.functional.pad(x, (0, 1, 0, 1)), conv.weight, stride=2)
-    torch.testing.assert_close(conv(x), expected)
-    assert conv(torch.rand(1, 1, 7, 7)).shape[-1] == 4  # odd: ceil(7 / 2), padded one each side
+    for kernel, pads in ((3, (0, 1, 0, 1)), (5, (1, 2, 1, 2))):
+        conv = _tf_conv(1, 1, kernel, stride=2)
+        expected = nn.functional.conv2d(nn.functional.pad(x, pads), conv.weight, stride=2)
+        torch.testing.assert_close(conv(_tf_stride2_pad(kernel)(x)), expected)
+        assert expected.shape[-1] == 4  # ceil(8 / 2), as TensorFlow's SAME
+    assert _tf_conv(1, 1, 5).padding == (2, 2)
 
 
 def test_installed_imagenet_weights_load_offline_and_know_photos(cifar_photos):
