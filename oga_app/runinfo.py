@@ -49,3 +49,28 @@ def health_and_notices(run: dict) -> None:
     for note in run.get("notices", []):
         if not note.startswith("health:"):  # already said above
             st.info(escape_md(note), icon=":material/info:")
+
+
+def noise_estimate(run: dict) -> None:
+    """Where the wrong labels seem to come from (the estimate the default ranking weighs by): one
+    caption, and the likeliest flips as a small table."""
+    from oga_core.transition import summary  # numpy only
+
+    record = run.get("noise_estimate")
+    if not record:
+        return
+    st.caption(f":material/compare_arrows: {escape_md(summary({**record, 'likely_flips': []}))}.")
+    flips = record.get("likely_flips") or []
+    if flips:
+        with st.expander("Where wrong labels seem to come from"):
+            st.dataframe(
+                [
+                    {"looks like": t, "given as": g, "share of its confident samples": f"{share:.0%}"}
+                    for t, g, share in flips
+                ],
+                hide_index=True,
+            )
+            st.caption(
+                "From the model's confident predictions against the given labels (cleanlab's confident joint): "
+                "a model's own confusions count here too."
+            )

@@ -312,6 +312,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             f"health: {checkup['verdict']}; held-out accuracy {checkup['holdout_accuracy']:.3f} "
             f"on {checkup['holdout_size']} samples never trained on"
         )
+    if run.get("noise_estimate"):
+        from oga_core.transition import summary
+
+        print(summary(run["noise_estimate"]))
     if run.get("decisions_carried_over"):
         print(f"carried {run['decisions_carried_over']} decision(s) over from an earlier version of this data")
     if "detection" in run:

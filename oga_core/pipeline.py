@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from oga_core import detectors, health, issues
+from oga_core import detectors, health, issues, transition
 from oga_core.analysis import Analysis, array_of_rows, score_table
 from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages, default_workers, load_source
@@ -526,6 +526,9 @@ def analyze(
         with cache.entry("scores", scores_key) as folder:
             raw.to_parquet(folder / "scores.parquet")
     table = score_table(dataset, stats, raw, config, noise)
+    probs = detectors.adaptive_probs(detectors.ScoreInputs(stats, dataset.labels, config.seed, trajectory))
+    noise_estimate = transition.describe(transition.estimate(probs, dataset.labels), dataset.classes)
+    del probs
     stages.end(hit=hit)
 
     pred = table["pred"].to_numpy()
@@ -558,6 +561,7 @@ def analyze(
         "train_accuracy": checkup.train_accuracy,
         "holdout_accuracy": checkup.holdout_accuracy,
         "health": checkup.to_dict(),
+        "noise_estimate": noise_estimate,
         "num_flagged": int(table["flagged"].sum()),
         "timings": {**stages.timings, "total": round(time.perf_counter() - wall, 4)},
         "cache_hits": stages.cache_hits,

@@ -65,6 +65,30 @@ class NoiseEstimate:
         return out
 
 
+def describe(noise: NoiseEstimate, classes: list[str]) -> dict:
+    """The estimate as a run record keeps it (JSON): concentration, structure and the likeliest
+    flips ``[true class, given label, share]``."""
+    return {
+        "concentration": round(noise.concentration, 4),
+        "structure": round(noise.structure, 4),
+        "likely_flips": [[t, g, round(share, 4)] for t, g, share in noise.likely_flips(classes)],
+    }
+
+
+def summary(record: dict) -> str:
+    """One line for people: where wrong labels seem to come from, and what the default ranks by."""
+    flips = ", ".join(f"{t} given as {g} {share:.0%}" for t, g, share in record.get("likely_flips", []))
+    if record["structure"] >= 1.0:
+        how = (
+            "concentrated: each class's wrong labels mostly come from a few other classes, and the ranking weighs those"
+        )
+    elif record["structure"] <= 0.0:
+        how = "spread evenly over the classes: ranked by EL2N"
+    else:
+        how = f"partly concentrated: the ranking weighs the likely source classes {record['structure']:.0%}"
+    return f"label noise {how}" + (f"; most frequent: {flips}" if flips else "")
+
+
 def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """float ``(K, K)`` counts ``C[true, given]``: each sample whose probability of some class
     reaches that class's threshold (the mean probability of the class over the samples given it)

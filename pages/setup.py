@@ -93,6 +93,7 @@ def results(analysis: Analysis) -> None:
     )
     runinfo.accuracy_metrics(run, st.columns(2))
     runinfo.health_and_notices(run)
+    runinfo.noise_estimate(run)
     if truth is not None and truth["flagged"]:
         st.markdown(
             f"Of the **{truth['flagged']}** flagged samples, **{truth['flagged_noisy']}** really were flipped "

@@ -26,6 +26,7 @@ from oga_app import resources
 from oga_app.messages import escape_md
 from oga_app.state import DEFAULT_CONFIG, save_last_config
 from oga_core import options
+from oga_core.config import AnalysisConfig
 from oga_core.detectors import SCORE_COLUMNS, detector_column
 from oga_core.pipeline import analyze
 from oga_core.store import oga_home
@@ -142,6 +143,31 @@ def test_corrupt_image_is_named_in_a_message(home, tmp_path):
     assert not at.exception
     (message,) = [e.value for e in at.error]
     assert "unreadable image" in message and "broken.png" in message and "skip them" in message
+
+
+def test_imagenet_weights_installed_with_oga_analyse_photos_offline(home, tmp_path, monkeypatch, make_images):
+    """Set-up's "Start from ImageNet weights installed with oga": a frozen EfficientNet-Lite0 from
+    the weights in the installed package (nothing is downloaded: the download function fails if
+    called), a linear head on its features, photos decoded at its 128 px, and where the wrong
+    labels seem to come from on the results."""
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded weights"))
+    folder = make_images(tmp_path / "photos", {"red": 8, "green": 8, "blue": 8}, size=16, seed=0)
+    at = open_app()
+    at.radio(key="setup_source").set_value("folder").run()
+    at.text_input(key="setup_folder").input(str(folder)).run()
+    at.radio(key="setup_model_mode").set_value("imagenet").run()
+    assert at.radio(key="setup_backbone").value == options.DEFAULT_BACKBONE == "frozen"
+    at.button(key="analyze").click().run(timeout=TIMEOUT)
+    assert_clean(at)
+    config = json.loads((home / "app" / "last_config.json").read_text())
+    assert config["model"] == "efficientnet_lite0" and config["pretrained"] and config["backbone"] == "frozen"
+    assert any("Results · folder:" in s.value for s in at.subheader)
+    run = resources.registry().peek(AnalysisConfig.from_dict(config)).run
+    assert run["image_shape"] == [3, 128, 128] and run["health"]["verdict"] != "unchecked"
+    assert run["noise_estimate"]["concentration"] >= 0.0
+    assert any("label noise" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("content", ["wrong-shapes", "not-torch"])
