@@ -23,13 +23,14 @@ class AnalysisConfig:
     """Everything that decides an analysis.
 
     ``model``: ``auto`` stands for the data's default (:meth:`for_input`). ``checkpoint``: the
-    model to analyse; ``weights`` (or ``pretrained``: torchvision's own, downloaded on request): a
-    starting point, trained as ``backbone`` says (``frozen``: a linear head on cached features;
-    ``finetune``: every layer). ``epochs``, ``batch_size``, ``lr`` None: the recipe
-    (``options.RECIPES``, or the head / fine-tuning recipe from weights); with a checkpoint,
-    ``epochs=None`` scores it as it is. ``noise`` >
-    0 flips that fraction of labels on purpose and keeps the truth, for demos and benchmarks. The
-    ranking fields (``detector``, ``budget``, ``per_class``) only re-rank stored scores.
+    model to analyse; ``weights`` (or ``pretrained``: the architecture's published weights,
+    installed with oga or downloaded on request): a starting point, trained as ``backbone`` says
+    (``frozen``: a linear head on cached features; ``finetune``: every layer). ``epochs``,
+    ``batch_size``, ``lr`` None: the recipe (``options.RECIPES``, or the head / fine-tuning recipe
+    from weights); with a checkpoint, ``epochs=None`` scores it as it is. ``image_size`` None: the
+    model's (``options.default_image_size``). ``noise`` > 0 flips that fraction of labels on
+    purpose and keeps the truth, for demos and benchmarks. The ranking fields (``detector``,
+    ``budget``, ``per_class``) only re-rank stored scores.
     """
 
     data: str = options.DEFAULT_DATA
@@ -82,7 +83,7 @@ class AnalysisConfig:
 
     @property
     def starts_from_weights(self) -> bool:
-        """True when training starts from pretrained weights (a file, or torchvision's)."""
+        """True when training starts from pretrained weights (a file, or the architecture's published ones)."""
         return self.weights is not None or self.pretrained
 
     @property
@@ -153,7 +154,9 @@ class AnalysisConfig:
                 "give either a checkpoint (the model to analyse) or pretrained weights (a starting point), not both"
             )
         if self.weights is not None and self.pretrained:
-            raise OgaError("give either --weights FILE or --pretrained (torchvision's own weights), not both")
+            raise OgaError(
+                "give either --weights FILE or --pretrained (the architecture's published weights), not both"
+            )
         if (
             self.pretrained
             and self.model in options.names(options.MODELS)
@@ -161,8 +164,8 @@ class AnalysisConfig:
             and self.model not in options.INSTALLED_WEIGHTS
         ):
             raise OgaError(
-                f"torchvision publishes no weights for oga's '{self.model}': use --pretrained with a torchvision "
-                "architecture (resnet18_imagenet, mobilenet_v3_small, ...)"
+                f"no published weights exist for oga's '{self.model}': use --pretrained with efficientnet_lite0 "
+                "(its ImageNet weights come with oga) or a torchvision architecture (resnet18_imagenet, ...)"
             )
         if self.epochs == 0 and self.starts_from_weights:
             raise OgaError("pretrained weights are a starting point: train the head for at least one epoch")

@@ -226,8 +226,9 @@ BACKBONES = (
 DEFAULT_BACKBONE = "frozen"
 BACKBONE_HELP = "with --weights or --pretrained: " + "; ".join(f"{c.name}: {c.help}" for c in BACKBONES)
 PRETRAINED_HELP = (
-    "start from torchvision's published ImageNet weights for --model, DOWNLOADED from the internet (once, into "
-    "torch's cache) because you asked; offline, pass the file with --weights instead"
+    "start from the published ImageNet weights of --model: efficientnet_lite0's come with oga (nothing is "
+    "downloaded); a torchvision architecture's are DOWNLOADED from the internet (once, into torch's cache) "
+    "because you asked, and offline you pass the file with --weights instead"
 )
 DEFAULT_HOLDOUT = 0.1
 HOLDOUT_HELP = (
@@ -248,10 +249,11 @@ DEFAULT_SCOPE = "last"
 DEFAULT_DETECTOR = "noise_aware"
 # Why this default, in one sentence that the CLI's help, the app's sidebar and README all show.
 DEFAULT_DETECTOR_WHY = (
-    "The default, adaptive, ranks by the final model's probability margin while the model has not memorised "
-    "its training labels and by the margin summed over training with TracIn's learning-rate weights once it "
-    "has (judged on the held-out part): a short run's early epochs are guesses, and a model that memorised "
-    "the wrong labels gives them the margin of clean ones (docs/benchmarks.md)."
+    "The default, noise_aware, estimates from the data which classes the wrong labels come from (cleanlab's "
+    "confident joint of the model's probabilities): where they concentrate on a few classes, as people's "
+    "mistakes do, it ranks by the probability of the likeliest source class against the given one; where they "
+    "spread evenly, by EL2N. Its probabilities weigh each epoch of training by its held-out accuracy, or by "
+    "TracIn's learning-rate weights once the model memorises its labels (docs/benchmarks.md)."
 )
 DEFAULT_BUDGET = 0.05
 BUDGET_HELP = "fraction of samples to flag (default 0.05, the paper's 5%)"
