@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from oga_core import detectors, health, issues, transition
+from oga_core import detectors, health, issues, options, transition
 from oga_core.analysis import Analysis, array_of_rows, score_table
 from oga_core.config import AnalysisConfig
 from oga_core.data import LabeledImages, default_workers, load_source
@@ -307,6 +307,14 @@ def _load_weights(model: Classifier, weights: Path, *, pretrained: bool) -> bool
     )
 
 
+# Said once per analysis of colour photos trained from scratch (docs/benchmarks.md, "Detection
+# quality on colour photos": the frozen ImageNet backbone ranks better in a fraction of the time).
+PHOTO_HINT = (
+    "colour photos, trained from scratch: the ImageNet backbone that comes with oga usually ranks their labels "
+    "better in less time (--model efficientnet_lite0 --pretrained; in the app: Model, Start from ImageNet weights)"
+)
+
+
 def is_colour(pixels: Pixels) -> bool:
     """True when the images have three channels that differ somewhere (grayscale files read as
     RGB repeat one channel three times: they are not photos), judged on at most 256 images."""
@@ -469,7 +477,11 @@ def analyze(
     elif loaded is None:  # rank 0 decodes into the (shared) cache, then the others read it
         loaded = world.leader_first(lambda: load_data(config, cache, stages, workers=workers))
     dataset, pixels, data_id, noise = loaded.dataset, loaded.pixels, loaded.data_id, loaded.noise
+    from_scratch_photos = (
+        config.model == options.AUTO_MODEL and not config.starts_from_weights and config.checkpoint is None
+    )
     config = config.for_input(colour=is_colour(pixels))
+    from_scratch_photos = from_scratch_photos and config.model == options.auto_model(colour=True)
 
     report = stages.begin("train")
     weights = None
@@ -484,6 +496,8 @@ def analyze(
     fitted = fit_model(config, dataset, inputs, data_id, cache, device, report, world=world, weights=weights)
     model, model_key, train_record, trajectory = fitted.model, fitted.key, fitted.record, fitted.trajectory
     stages.end(hit=fitted.hit)
+    if from_scratch_photos:
+        stages.notice(PHOTO_HINT)
     if trajectory is None and detectors.get(config.detector).trajectory:
         stages.notice(
             f"{config.detector} reads the training trajectory, and this model was loaded, not trained: "

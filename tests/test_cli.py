@@ -393,7 +393,9 @@ def pretrained_file(tmp_path, make_images):
     first = make_images(tmp_path / "first", {"a": 10, "b": 10, "c": 10}, size=16, seed=1)
     out = tmp_path / "first_run"
     assert main(_analyze(f"folder:{first}", out, "--epochs", "2", "--holdout", "0")) == 0
-    assert json.loads((out / "run.json").read_text())["config"]["model"] == "photo_resnet"  # auto, colour
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["model"] == "photo_resnet"  # auto, colour
+    assert any("efficientnet_lite0 --pretrained" in n for n in run["notices"])  # the ImageNet backbone is offered
     return out / "model.pt"
 
 
