@@ -89,7 +89,7 @@ def cleanlab_path(data: str, *, device: str, folds: int, frozen: bool) -> dict:
     from oga_core.bench.training import cross_val_probs
     from oga_core.config import AnalysisConfig
     from oga_core.gradients import forward_pass
-    from oga_core.models import build_model, load_checkpoint, pretrained_weights, published_normalization
+    from oga_core.models import build_model, load_weights, pretrained_weights
     from oga_core.pipeline import load_data
     from oga_core.store import Cache
     from oga_core.train import resolve_device
@@ -102,8 +102,7 @@ def cleanlab_path(data: str, *, device: str, folds: int, frozen: bool) -> dict:
     inputs = np.asarray(loaded.pixels)
     if frozen:
         backbone = build_model(model, num_classes=loaded.dataset.num_classes, in_channels=3, image_size=inputs.shape[2])
-        norm = published_normalization(backbone, pretrained=True)
-        load_checkpoint(backbone, pretrained_weights(model), new_head=True, normalization=norm)
+        load_weights(backbone, pretrained_weights(model), pretrained=True)
         inputs = forward_pass(backbone.eval(), inputs, device=dev).features
     given = loaded.dataset.labels
     probs = cross_val_probs(

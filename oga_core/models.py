@@ -590,3 +590,17 @@ def load_checkpoint(
     if normalization is not None and "input_mean" not in state:
         model.set_normalization(torch.tensor(normalization[0]), torch.tensor(normalization[1]))
     return replaced
+
+
+def load_weights(model: Classifier, path: Path, *, pretrained: bool) -> bool:
+    """Load pretrained weights from ``path`` into ``model`` as a starting point (a new head when the
+    classes differ; True then). The file's own normalisation, if it carries one, replaces the
+    data's; else the one its architecture's published weights were trained with
+    (:func:`published_normalization`; ``pretrained``: the file is those published weights)."""
+    return load_checkpoint(
+        model,
+        path,
+        new_head=True,
+        what="weights file",
+        normalization=published_normalization(model, pretrained=pretrained),
+    )

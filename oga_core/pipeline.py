@@ -33,14 +33,7 @@ from oga_core.errors import DataError, OgaError
 from oga_core.files import atomic_path, file_digest
 from oga_core.gradients import GradientStats, forward_pass, gradient_stats
 from oga_core.lastlayer import Trajectory
-from oga_core.models import (
-    Classifier,
-    FeatureHead,
-    build_model,
-    load_checkpoint,
-    pretrained_weights,
-    published_normalization,
-)
+from oga_core.models import Classifier, FeatureHead, build_model, load_checkpoint, load_weights, pretrained_weights
 from oga_core.noise import NoisyLabels, flip_labels
 from oga_core.pixels import PixelFile, Pixels, open_pixels, sample_rows
 from oga_core.progress import Progress, StageProgress, Stages
@@ -253,7 +246,7 @@ def fit_model(
     if config.checkpoint:
         head_replaced = load_checkpoint(model, Path(config.checkpoint), new_head=epochs > 0)
     elif weights is not None and not frozen:
-        head_replaced = _load_weights(model, weights, pretrained=config.pretrained)
+        head_replaced = load_weights(model, weights, pretrained=config.pretrained)
     result = train(
         model,
         pixels,
@@ -292,19 +285,6 @@ def fit_model(
                 trajectory_quality=saved.quality,
             )
     return FittedModel(model, key, record, result.trajectory, False)
-
-
-def _load_weights(model: Classifier, weights: Path, *, pretrained: bool) -> bool:
-    """Load pretrained ``weights`` into ``model`` (a new head when the classes differ; True then).
-    The file's own normalisation, if it carries one, replaces the data's; else the one its
-    architecture's published weights were trained with (ImageNet's for torchvision's), if any."""
-    return load_checkpoint(
-        model,
-        weights,
-        new_head=True,
-        what="weights file",
-        normalization=published_normalization(model, pretrained=pretrained),
-    )
 
 
 # Said once per analysis of colour photos trained from scratch (docs/benchmarks.md, "Detection
@@ -350,7 +330,7 @@ def backbone_features(
         return hit
     backbone = build_model(config.model, num_classes=dataset.num_classes, in_channels=c, image_size=h, seed=config.seed)
     backbone.set_normalization(*channel_stats(loaded.pixels))
-    _load_weights(backbone, weights, pretrained=config.pretrained)
+    load_weights(backbone, weights, pretrained=config.pretrained)
     features = forward_pass(
         backbone, loaded.pixels, batch_size=config.recipe().batch_size, device=device, progress=report
     ).features

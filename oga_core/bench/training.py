@@ -21,14 +21,7 @@ from oga_core.config import AnalysisConfig
 from oga_core.data import load_source
 from oga_core.gradients import forward_pass
 from oga_core.lastlayer import Trajectory, softmax
-from oga_core.models import (
-    Classifier,
-    FeatureHead,
-    build_model,
-    load_checkpoint,
-    pretrained_weights,
-    published_normalization,
-)
+from oga_core.models import Classifier, FeatureHead, build_model, load_weights, pretrained_weights
 from oga_core.noise import NoisyLabels, flip_labels
 from oga_core.train import channel_stats, feature_stats, train
 
@@ -183,13 +176,7 @@ def pretrained_features(split: Split, *, model: str, device: torch.device) -> tu
         image_size=split.train_px.shape[2],
     )
     weights = pretrained_weights(model)
-    load_checkpoint(
-        backbone,
-        weights,
-        new_head=True,
-        what="weights file",
-        normalization=published_normalization(backbone, pretrained=True),
-    )
+    load_weights(backbone, weights, pretrained=True)
     start = time.perf_counter()
     train_features = forward_pass(backbone.eval(), split.train_px, device=device).features
     test_features = forward_pass(backbone, split.test_px, device=device).features
