@@ -76,17 +76,19 @@ def describe(noise: NoiseEstimate, classes: list[str]) -> dict:
 
 
 def summary(record: dict) -> str:
-    """One line for people: where wrong labels seem to come from, and what the default ranks by."""
-    flips = ", ".join(f"{t} given as {g} {share:.0%}" for t, g, share in record.get("likely_flips", []))
+    """One line for people: how the model's confident disagreements with the given labels fall,
+    what the default ranks by, and the most frequent ones (label errors and the model's own
+    confusions alike)."""
     if record["structure"] >= 1.0:
-        how = (
-            "concentrated: each class's wrong labels mostly come from a few other classes, and the ranking weighs those"
-        )
+        how = "concentrated: for each given label they come mostly from one or two classes, which the ranking weighs"
     elif record["structure"] <= 0.0:
-        how = "spread evenly over the classes: ranked by EL2N"
+        how = "spread evenly over the classes, so the ranking is EL2N"
     else:
-        how = f"partly concentrated: the ranking weighs the likely source classes {record['structure']:.0%}"
-    return f"label noise {how}" + (f"; most frequent: {flips}" if flips else "")
+        how = f"partly concentrated, so the ranking weighs the likely source classes {record['structure']:.0%}"
+    flips = ", ".join(f"{t} given as {g} {share:.0%}" for t, g, share in record.get("likely_flips", []))
+    return f"the model's confident disagreements with the given labels are {how}" + (
+        f"; most frequent: {flips}" if flips else ""
+    )
 
 
 def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -167,7 +167,7 @@ def test_imagenet_weights_installed_with_oga_analyse_photos_offline(home, tmp_pa
     run = resources.registry().peek(AnalysisConfig.from_dict(config)).run
     assert run["image_shape"] == [3, 128, 128] and run["health"]["verdict"] != "unchecked"
     assert run["noise_estimate"]["concentration"] >= 0.0
-    assert any("label noise" in c.value for c in at.caption)
+    assert any("confident disagreements with the given labels" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("content", ["wrong-shapes", "not-torch"])

@@ -508,4 +508,9 @@ def test_pretrained_offline_says_which_file_to_pass(tmp_path, capsys, make_image
     assert said[0].startswith("oga: note: downloading torchvision's mobilenet_v3_small weights")  # says so first
     assert said[1].startswith("oga: error: could not download") and "--weights" in said[1]
     assert "https://download.pytorch.org/" in said[1]
-    _fails(capsys, _analyze(f"folder:{data}", tmp_path / "o", "--pretrained", "--model", "cnn"), "no published weights", "efficientnet_lite0")
+    _fails(
+        capsys,
+        _analyze(f"folder:{data}", tmp_path / "o", "--pretrained", "--model", "cnn"),
+        "no published weights",
+        "efficientnet_lite0",
+    )
