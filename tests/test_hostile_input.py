@@ -486,6 +486,7 @@ def test_oga_roots_confines_data_checkpoints_and_exports(tmp_path, capsys, make_
     (inside / "cat" / "sneaky.png").unlink()
     data = ["--data", f"folder:{inside}"]
     assert main(["analyze", *data, *out]) == 0
+    capsys.readouterr()  # the analysis's own notes (colour images trained from scratch: the ImageNet hint)
     cli_fails(capsys, ["export", *data, "--out", str(tmp_path / "m.csv")], "outside the folders this server may use")
     cli_fails(
         capsys,
