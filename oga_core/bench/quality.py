@@ -392,8 +392,17 @@ def _method(part: dict[str, Any]) -> list[str]:
             f" The memorising regime (`x{s['memorise_factor']:g} epochs`) trains {s['memorise_factor']:g} times "
             "as long, so the model fits the flipped labels too."
         )
-    if "features" in regimes:
-        backbone = next(r["backbone"] for r in runs if r.get("regime") == "features")
+    # Runs from before the backbone was recorded (an older results file) get the older wording.
+    backbone = next(
+        (r["backbone"] for r in runs if r.get("regime") == "features" and "backbone" in (r.get("backbone") or {})),
+        None,
+    )
+    if "features" in regimes and backbone is None:
+        text += (
+            " The pretrained-features regime: a linear head on the frozen features of a pretrained network "
+            "(these runs predate the record of which one)."
+        )
+    elif "features" in regimes:
         text += (
             " The pretrained-features regime (`ImageNet features`): every photo goes once through "
             f"`{backbone['backbone']}` with its published ImageNet weights (`{backbone['backbone_weights']}`, "
