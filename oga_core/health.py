@@ -73,6 +73,7 @@ def check(
     epochs: int,
     expected_noise: float | None = None,
     holdout_curve: Sequence[float] = (),
+    frozen_backbone: bool = False,
 ) -> Health:
     """The verdict for a trained model.
 
@@ -81,6 +82,8 @@ def check(
     held-out accuracy after each epoch; still climbing over the last quarter of training means
     the model had more to learn. Without a known noise level a low accuracy alone cannot tell an
     underfit model from very noisy labels, so below 50% is the only absolute threshold.
+    ``frozen_backbone``: only a linear head was trained on a frozen network's features; more
+    epochs or a larger head cannot fit what the features do not separate, so the advice differs.
     """
 
     def verdict(name: str, advice: str) -> Health:
@@ -106,6 +109,15 @@ def check(
             if better_unseen
             else "fewer than half of the given labels"
         )
+        if frozen_backbone:
+            # The head's weight decay keeps it from fitting flipped labels on purpose; what it cannot
+            # fit beyond them is what the frozen features do not tell apart.
+            return verdict(
+                "underfit",
+                f"the head on the frozen backbone fits only {train_accuracy:.0%} of its training data ({why}): "
+                "classes the backbone's features do not separate rank as suspicious. Fine-tune every layer "
+                "(--backbone finetune; as costly as training) or start from weights that know such images.",
+            )
         return verdict(
             "underfit",
             f"the model fits only {train_accuracy:.0%} of its training data ({why}): its ranking mistakes hard "

@@ -535,6 +535,7 @@ def analyze(
         epochs=int(train_record["epochs"]),
         expected_noise=config.noise if noise is not None else None,
         holdout_curve=[h["holdout_accuracy"] for h in train_record["history"] if "holdout_accuracy" in h],
+        frozen_backbone=config.frozen_backbone,
     )
     if checkup.verdict in ("underfit", "memorise"):
         stages.notice(f"health: {checkup.advice}")

@@ -417,6 +417,18 @@ def test_weights_frozen_backbone_round_trip(tmp_path, make_images, pretrained_fi
     assert run["epochs"] >= 10  # the head's recipe: many cheap epochs
     head = read_state_dict(out / "model.pt")
     assert head["head.weight"].shape == (4, 128)  # a new head for the 4 classes
+    # One epoch of the head cannot fit the labels: the health check says what helps a frozen head.
+    one = tmp_path / "one_epoch"
+    assert (
+        main(
+            _analyze(
+                f"folder:{second}", one, "--weights", str(pretrained_file), "--model", "photo_resnet", "--epochs", "1"
+            )
+        )
+        == 0
+    )
+    checkup = json.loads((one / "run.json").read_text())["health"]
+    assert checkup["verdict"] == "underfit" and "--backbone finetune" in checkup["advice"], checkup
 
     config = AnalysisConfig(data=f"folder:{second}", model="photo_resnet", weights=str(pretrained_file))
     analysis = analyze(config)

@@ -52,6 +52,17 @@ def test_verdicts(train, held, noise, curve, verdict):
     assert bool(found.advice) == (verdict != "ok")
 
 
+def test_an_underfit_frozen_head_is_told_to_fine_tune():
+    """More epochs or a larger model cannot help a linear head on frozen features: the advice for
+    the same numbers names fine-tuning instead."""
+    numbers = dict(train_accuracy=0.65, holdout_accuracy=0.64, holdout_size=900, epochs=11, expected_noise=0.2)
+    trained = health.check(**numbers)
+    head = health.check(**numbers, frozen_backbone=True)
+    assert trained.verdict == head.verdict == "underfit"
+    assert "larger model" in trained.advice and "--backbone finetune" not in trained.advice
+    assert "--backbone finetune" in head.advice and "larger model" not in head.advice
+
+
 def test_a_scored_checkpoint_is_not_judged():
     found = health.check(train_accuracy=0.5, holdout_accuracy=None, holdout_size=0, epochs=0)
     assert found.verdict == "unchecked" and "as it is" in found.advice
