@@ -37,6 +37,24 @@ def test_a_missing_run_leaves_the_merge_incomplete():
     assert len(merged["runs"]) == 2 and not merged["complete"]
 
 
+def test_a_run_of_some_settings_keeps_the_full_grid_and_its_gaps():
+    """Merging a run of a few missing settings (its own, shorter grid) into an unfinished full
+    grid: the full grid stays, its runs are added, and the part is complete only once every
+    setting of the full grid has a run."""
+    grid = [["demo:digits", "symmetric", 0.2, s] for s in range(4)]
+    full = json.loads(json.dumps({"mode": "full", "quality": _part(grid, [_run(grid[0])])}))
+    full["quality"]["complete"] = False
+    some = json.loads(json.dumps({"mode": "full", "quality": _part(grid[2:3], [_run(grid[2])])}))
+    merged = merge_results(full, some)["quality"]
+    assert merged["grid"] == grid and len(merged["runs"]) == 2 and not merged["complete"]
+    rest = json.loads(
+        json.dumps({"mode": "full", "quality": _part([grid[3], grid[1]], [_run(grid[3]), _run(grid[1])])})
+    )
+    merged = merge_results({"mode": "full", "quality": merged}, rest)["quality"]
+    assert merged["grid"] == grid and merged["complete"]
+    assert [r["seed"] for r in merged["runs"]] == [0, 1, 2, 3]
+
+
 def test_the_full_grid_runs_memorising_at_one_seed_on_structured_flips_only():
     grid = QualitySettings().grid()
     memorise = [g for g in grid if g[1] == "memorise"]

@@ -67,12 +67,24 @@ def merge_results(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]
     for key in ("quality", "photos"):
         mine, theirs = into.get(key), other.get(key)
         if mine and theirs and mine.get("signature") == theirs.get("signature") and mine.get("runs"):
-            # shards of one grid (``--shard``): the union of their runs, in grid order
+            # shards of one grid (``--shard``), or a run of some of its settings: the union of
+            # their runs, in the order of the union of their grids (a part never loses a setting
+            # of the grid it was measured for, so an unfinished grid stays incomplete)
             keys = {_run_key(r) for r in theirs["runs"]}
             runs = [r for r in mine["runs"] if _run_key(r) not in keys] + theirs["runs"]
-            order = {tuple(k): i for i, k in enumerate(mine.get("grid") or theirs.get("grid") or [])}
+            grid = [
+                list(k)
+                for k in dict.fromkeys(tuple(k) for k in [*(mine.get("grid") or []), *(theirs.get("grid") or [])])
+            ]
+            order = {tuple(k): i for i, k in enumerate(grid)}
             runs.sort(key=lambda r: order.get(_run_key(r), len(order)))
-            into[key] = {**theirs, "runs": runs, "complete": bool(order) and len(runs) >= len(order)}
+            done = {_run_key(r) for r in runs}
+            into[key] = {
+                **theirs,
+                "grid": grid,
+                "runs": runs,
+                "complete": bool(order) and all(k in done for k in order),
+            }
         elif theirs:
             into[key] = theirs
     for name in ("scaling", "app"):
