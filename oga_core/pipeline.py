@@ -495,14 +495,22 @@ def analyze(
     stages.begin("scores")
     scores_key = cache_key(stats=stats_key, seed=config.seed, version=CACHE_VERSION, issues=issues.VERSION)
 
-    def read(folder: Path) -> pd.DataFrame:
+    def read(folder: Path) -> tuple[pd.DataFrame, dict | None]:
         raw = pd.read_parquet(folder / "scores.parquet")
         if len(raw) != len(dataset) or not {*detectors.SCORE_COLUMNS, *issues.COLUMNS, "trained"} <= set(raw.columns):
             raise ValueError("the cached scores do not match the data")
-        return raw
+        saved = folder / "noise_estimate.json"  # absent in entries written before it was kept
+        return raw, read_json(saved) if saved.is_file() else None
 
-    raw = cache.load("scores", scores_key, read)
-    hit = raw is not None
+    def estimate_noise() -> dict:
+        # The default's probabilities over the whole trajectory: kept with the scores, so that
+        # re-ranking from the cache does not recompute them.
+        probs = detectors.adaptive_probs(detectors.ScoreInputs(stats, dataset.labels, config.seed, trajectory))
+        return transition.describe(transition.estimate(probs, dataset.labels), dataset.classes)
+
+    cached = cache.load("scores", scores_key, read)
+    hit = cached is not None
+    raw, noise_estimate = cached if cached is not None else (None, None)
     if raw is None:
         raw = detectors.score_columns(stats, dataset.labels, seed=config.seed, trajectory=trajectory)
         raw["trained"] = trajectory.trained if trajectory is not None else True
@@ -517,12 +525,13 @@ def analyze(
                 trajectory=trajectory,
             )
         )
+        noise_estimate = estimate_noise()
         with cache.entry("scores", scores_key) as folder:
             raw.to_parquet(folder / "scores.parquet")
+            write_json(folder / "noise_estimate.json", noise_estimate)
+    if noise_estimate is None:
+        noise_estimate = estimate_noise()
     table = score_table(dataset, stats, raw, config, noise)
-    probs = detectors.adaptive_probs(detectors.ScoreInputs(stats, dataset.labels, config.seed, trajectory))
-    noise_estimate = transition.describe(transition.estimate(probs, dataset.labels), dataset.classes)
-    del probs
     stages.end(hit=hit)
 
     pred = table["pred"].to_numpy()

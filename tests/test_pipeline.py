@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -89,6 +90,9 @@ def test_second_identical_analyze_reuses_every_step(digits_analysis):
     assert_frame_equal(again.scores, digits_analysis.scores)
     np.testing.assert_array_equal(again.stats.features, digits_analysis.stats.features)
     assert again.keys == digits_analysis.keys and again.data_id == digits_analysis.data_id
+    # the noise estimate is kept with the scores, not recomputed from the trajectory
+    kept = digits_analysis.cache.get("scores", digits_analysis.keys["scores"]) / "noise_estimate.json"
+    assert json.loads(kept.read_text()) == again.run["noise_estimate"] == digits_analysis.run["noise_estimate"]
 
 
 @pytest.mark.parametrize(
